@@ -1,0 +1,1 @@
+"""The thin layer every paper may import; nothing in it belongs to one paper."""

@@ -1,0 +1,178 @@
+"""``repro``: list papers, run a paper's claim test, render REPRODUCTIONS.md, show a paper.
+
+repro list
+repro run dcl                      # the cpu preset: the paper's claim at small scale
+repro run dcl --preset smoke       # seconds, procedural data
+accelerate launch -m shared.cli run dcl --preset paper   # paper scale, hub data
+repro report [--check]
+repro show dcl
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_ROOT = PROJECT_ROOT if (PROJECT_ROOT / "pyproject.toml").exists() else Path.cwd()
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="repro",
+        description="Reproductions of contrastive-learning papers: run a paper's claim test, render the table.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="{list,run,report,show}")
+
+    sub.add_parser("list", help="every paper: number, name, family, tier, status")
+
+    run = sub.add_parser(
+        "run",
+        help="train a paper's method and baseline, write a result record",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    run.add_argument("paper", help="package name (dcl), number (11) or short name")
+    run.add_argument("--preset", default="cpu", help="smoke (seconds), cpu (the claim at small scale) or paper")
+    run.add_argument("--seeds", type=int, default=None, help="number of paired seeds (0..N-1); default: the preset's")
+    run.add_argument(
+        "--data-dir",
+        default=None,
+        help="local data folder (offline road); also $REPRO_DATA_DIR; else system copies, then the hub",
+    )
+    run.add_argument(
+        "--out", default=str(DEFAULT_ROOT / "results"), help="results folder: writes <out>/<package>/<preset>.json"
+    )
+    run.add_argument("--run-dir", default=str(DEFAULT_ROOT / "runs"), help="checkpoints and per-run metrics (JSONL)")
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run: finished (arm, seed) runs are reused, unfinished resume from checkpoint",
+    )
+    run.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (recorded in the setting)")
+    run.add_argument("--arms", default=None, help="comma-separated subset of the preset's arms")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    report = sub.add_parser(
+        "report",
+        help="render REPRODUCTIONS.md from the result records",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    report.add_argument("--check", action="store_true", help="exit 1 if REPRODUCTIONS.md differs from the rendering")
+    report.add_argument("--results", default=str(DEFAULT_ROOT / "results"), help="results folder")
+    report.add_argument("--output", default=str(DEFAULT_ROOT / "REPRODUCTIONS.md"), help="file to write or check")
+
+    show = sub.add_parser("show", help="a paper's card, presets and recorded results")
+    show.add_argument("paper")
+    show.add_argument("--results", default=str(DEFAULT_ROOT / "results"), help="results folder")
+    return p
+
+
+def _cmd_list() -> int:
+    from shared.registry import catalogue
+
+    print(f"{'#':>2}  {'package':<16} {'name':<34} {'tier':<16} {'status':<12} family")
+    for e in catalogue():
+        status = "implemented" if e.implemented else "planned"
+        print(f"{e.number:>2}  {e.package:<16} {e.short_name[:34]:<34} {e.tier[:16]:<16} {status:<12} {e.family}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from shared.experiment import run_experiment
+    from shared.registry import find_paper
+
+    entry = find_paper(args.paper)
+    if not entry.implemented:
+        raise ValueError(f"paper {entry.number} ({entry.short_name}) is not implemented yet; see `repro list`")
+    if args.preset not in entry.presets:
+        raise ValueError(f"unknown preset {args.preset!r} for {entry.package}; choose from {sorted(entry.presets)}")
+    if args.epochs is not None and args.epochs < 1:
+        raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
+    arms = [a.strip() for a in args.arms.split(",")] if args.arms else None
+    record = run_experiment(
+        entry.card,
+        entry.presets[args.preset],
+        seeds=args.seeds,
+        out_dir=args.out,
+        run_root=args.run_dir,
+        resume=args.resume,
+        data_dir=args.data_dir,
+        epochs=args.epochs,
+        arms=arms,
+        progress=not args.no_progress,
+    )
+    _end_distributed()
+    return 0 if record else 1
+
+
+def _end_distributed() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from shared.report import is_stale, write_report
+
+    if args.check:
+        if is_stale(args.output, args.results):
+            print(f"{args.output} is stale: run `repro report` and commit it", file=sys.stderr)
+            return 1
+        print(f"{args.output} is up to date")
+        return 0
+    print(f"wrote {write_report(args.output, args.results)}")
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from shared.experiment import summary_table
+    from shared.registry import find_paper
+    from shared.results import read_record
+
+    e = find_paper(args.paper)
+    print(f"{e.number}. {e.short_name} — methods/{e.package} (tier {e.tier}; {e.family})")
+    if not e.implemented:
+        print("not implemented yet")
+        return 0
+    c = e.card
+    print(f"{c.title}\narXiv {c.arxiv} · official code: {c.official_code}\n")
+    print("reported:")
+    for r in c.reported:
+        print(f"  {r.metric}: {r.value} ({r.setting}; {r.source})")
+    print("\npresets:")
+    for name, exp in e.presets.items():
+        print(f"  {name}: {exp.description}")
+    for path in sorted(Path(args.results, e.package).glob("*.json")):
+        print(summary_table(read_record(path)))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = _parser().parse_args(argv)
+    from shared.data.errors import DataUnavailableError
+    from shared.engine import NonFiniteLossError
+    from shared.registry import UnknownPaperError
+    from shared.results import RecordError
+
+    try:
+        if args.command == "list":
+            return _cmd_list()
+        if args.command == "run":
+            return _cmd_run(args)
+        if args.command == "report":
+            return _cmd_report(args)
+        return _cmd_show(args)
+    except (UnknownPaperError, ValueError, TypeError, DataUnavailableError, NonFiniteLossError, RecordError) as exc:
+        print(f"repro: error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, (UnknownPaperError, ValueError, TypeError)) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Image data sets from the Hugging Face hub, for the paper-scale presets (online road).
+
+The hub is the online road only: on a machine without network (or with
+``HF_DATASETS_OFFLINE=1``) loading fails, and the error names the offline alternative.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from shared.data.errors import DataUnavailableError
+
+
+def load_hub_split(name: str, split: str, offline_hint: str):
+    """``datasets.load_dataset(name, split=split)`` with a clear error when it fails."""
+    try:
+        from datasets import load_dataset
+
+        return load_dataset(name, split=split)
+    except Exception as exc:
+        raise DataUnavailableError(
+            f"{name} ({split}) is not available.\n"
+            f"  online road: loading it from the Hugging Face hub failed: {type(exc).__name__}: {exc}\n"
+            f"  offline road: {offline_hint}"
+        ) from exc
+
+
+class HubViews(torch.utils.data.Dataset):
+    """``{"views": (t(x), t'(x)), "labels": y}`` per item of a hub image data set."""
+
+    def __init__(self, hf_dataset, transform: Callable, image_key: str = "image", label_key: str = "label") -> None:
+        self.ds, self.transform = hf_dataset, transform
+        self.image_key, self.label_key = image_key, label_key
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> dict:
+        item = self.ds[int(i)]
+        image = item[self.image_key].convert("RGB")
+        return {"views": (self.transform(image), self.transform(image)), "labels": item[self.label_key]}
+
+
+class HubImages(torch.utils.data.Dataset):
+    """``(transform(x), y)`` per item, for feature extraction at paper scale."""
+
+    def __init__(self, hf_dataset, transform: Callable, image_key: str = "image", label_key: str = "label") -> None:
+        self.ds, self.transform = hf_dataset, transform
+        self.image_key, self.label_key = image_key, label_key
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        item = self.ds[int(i)]
+        return self.transform(item[self.image_key].convert("RGB")), item[self.label_key]

@@ -1,0 +1,280 @@
+"""The training loop every paper uses: Accelerate, seeds, checkpoint/resume, NaN guard.
+
+A *method* is an ``nn.Module`` whose ``forward(batch)`` returns a dict with a scalar
+``"loss"`` (and any other scalars to log); it may define ``after_step(step)`` for work
+after the optimiser step (momentum teachers, queues). Wrapping it in DDP through
+Accelerate keeps its forward (and the loss's cross-rank gathers) inside the DDP hooks.
+
+Reproducibility and resume: the batch order of an epoch is a function of (seed, epoch),
+and the global RNG is re-seeded from (seed, step, rank) before every step, so a run
+resumed from a checkpoint after k steps follows exactly the path of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+from tqdm.auto import tqdm
+
+from shared.data.arrays import ImageArrays
+from shared.optim import build_optimizer, warmup_cosine
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; training stopped and the last good checkpoint was kept."""
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of one training run (``batch_size`` is the global batch)."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 0.0
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    warmup_epochs: float = 0.0
+    final_lr: float = 0.0
+    bf16: bool = False
+    channels_last: bool = False
+    seed: int = 0
+    max_steps: int | None = None
+    checkpoint_every: int = 0
+    eval_every: int = 0
+    log_every: int = 20
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size must be at least 2, got {self.batch_size}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+
+
+class DataSource(Protocol):
+    """Yields the batches of one epoch; ``skip`` batches are passed over (resume)."""
+
+    def steps_per_epoch(self, world_size: int) -> int: ...
+
+    def epoch(self, epoch: int, seed: int, rank: int, world_size: int, skip: int = 0) -> Iterator[dict]: ...
+
+
+class InMemoryBatches:
+    """Batches of an in-memory :class:`ImageArrays`, shuffled per epoch, last partial batch dropped.
+
+    With W processes the global batch is cut into W equal slices, rank r taking slice r,
+    so the union over ranks is exactly the single-process batch.
+    """
+
+    def __init__(self, data: ImageArrays, batch_size: int) -> None:
+        if batch_size > len(data):
+            raise ValueError(f"batch_size {batch_size} exceeds the data set size {len(data)}")
+        self.data, self.batch_size = data, batch_size
+
+    def steps_per_epoch(self, world_size: int) -> int:
+        return len(self.data) // self.batch_size
+
+    def epoch(self, epoch: int, seed: int, rank: int, world_size: int, skip: int = 0) -> Iterator[dict]:
+        if self.batch_size % world_size:
+            raise ValueError(f"batch_size {self.batch_size} is not divisible by {world_size} processes")
+        local = self.batch_size // world_size
+        perm = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        for step in range(skip, self.steps_per_epoch(world_size)):
+            idx = perm[step * self.batch_size + rank * local : step * self.batch_size + (rank + 1) * local]
+            yield {"images": self.data.images[idx], "labels": self.data.labels[idx], "index": idx}
+
+
+class LoaderBatches:
+    """Batches from a map-style dataset through a DataLoader (per-image transforms, workers).
+
+    Each rank reads its own shard of a (seed, epoch)-seeded permutation.
+    """
+
+    def __init__(self, dataset: torch.utils.data.Dataset, batch_size: int, num_workers: int = 8) -> None:
+        self.dataset, self.batch_size, self.num_workers = dataset, batch_size, num_workers
+
+    def steps_per_epoch(self, world_size: int) -> int:
+        return len(self.dataset) // self.batch_size  # type: ignore[arg-type]
+
+    def epoch(self, epoch: int, seed: int, rank: int, world_size: int, skip: int = 0) -> Iterator[dict]:
+        local = self.batch_size // world_size
+        perm = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))  # type: ignore[arg-type]
+        steps = self.steps_per_epoch(world_size)
+        index = [
+            perm[s * self.batch_size + rank * local : s * self.batch_size + (rank + 1) * local].tolist()
+            for s in range(skip, steps)
+        ]
+        loader = torch.utils.data.DataLoader(
+            self.dataset, batch_sampler=index, num_workers=self.num_workers, persistent_workers=False
+        )
+        yield from loader
+
+
+@dataclass
+class FitResult:
+    steps: int
+    epochs_done: int
+    wall_seconds: float
+    history: list[dict] = field(default_factory=list)
+    evaluations: list[dict] = field(default_factory=list)
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    return (seed * 1_000_003 + step * 7_919 + rank * 104_729) % (2**63 - 1)
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _unwrap(accelerator: Accelerator, model: nn.Module) -> nn.Module:
+    return accelerator.unwrap_model(model)
+
+
+def fit(
+    method: nn.Module,
+    source: DataSource,
+    cfg: TrainConfig,
+    run_dir: str | os.PathLike,
+    resume: bool = False,
+    evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
+    accelerator: Accelerator | None = None,
+    desc: str = "train",
+) -> FitResult:
+    """Train ``method`` on ``source`` for ``cfg.epochs`` epochs (or ``cfg.max_steps`` steps).
+
+    Writes ``checkpoint.pt`` (after every epoch and every ``checkpoint_every`` steps) and
+    ``metrics.jsonl`` under ``run_dir``. ``evaluate(model)`` runs every ``eval_every``
+    epochs and after the last one. Raises :class:`NonFiniteLossError` naming the step
+    when the loss is NaN/Inf; the checkpoint on disk is then the last good one.
+    """
+    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+    run_dir = Path(run_dir)
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = run_dir / "checkpoint.pt"
+    torch.manual_seed(cfg.seed)
+    if cfg.channels_last:
+        method = method.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(method, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
+    model, optimizer = accelerator.prepare(method, optimizer)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    steps_per_epoch = source.steps_per_epoch(world)
+    if steps_per_epoch < 1:
+        raise ValueError("the data set yields no full batch; lower the batch size")
+    total_steps = cfg.epochs * steps_per_epoch  # the schedule's length; max_steps only stops early
+    stop_at = total_steps if cfg.max_steps is None else min(total_steps, cfg.max_steps)
+    warmup_steps = round(cfg.warmup_epochs * steps_per_epoch)
+
+    step, history, evaluations = 0, [], []
+    if resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        _unwrap(accelerator, model).load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, history, evaluations = state["step"], state["history"], state["evaluations"]
+    accelerator.wait_for_everyone()
+
+    def save_checkpoint() -> None:
+        if accelerator.is_main_process:
+            state = {
+                "model": _unwrap(accelerator, model).state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "step": step,
+                "history": history,
+                "evaluations": evaluations,
+                "config": asdict(cfg),
+            }
+            _atomic_save(state, ckpt_path)
+        accelerator.wait_for_everyone()
+
+    def log(record: dict) -> None:
+        if accelerator.is_main_process:
+            with open(run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def run_eval(epoch: int) -> None:
+        if evaluate is None:
+            return
+        result = {"epoch": epoch, "step": step, **evaluate(_unwrap(accelerator, model))}
+        evaluations.append(result)
+        log({"eval": result})
+
+    start = time.perf_counter()
+    autocast = torch.autocast(device_type=accelerator.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+    model.train()
+    while step < stop_at:
+        epoch, skip = divmod(step, steps_per_epoch)
+        bar = tqdm(
+            total=steps_per_epoch,
+            initial=skip,
+            desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}",
+            disable=not (cfg.progress and accelerator.is_main_process),
+            leave=False,
+            mininterval=1.0,
+        )
+        for batch in source.epoch(epoch, cfg.seed, rank, world, skip):
+            lr = warmup_cosine(step, total_steps, warmup_steps, cfg.lr, cfg.final_lr)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            torch.manual_seed(step_seed(cfg.seed, step, rank))
+            batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            with autocast:
+                out = model(batch)
+            loss = out["loss"]
+            finite = torch.isfinite(loss.detach().float()).float()
+            if world > 1:
+                finite = accelerator.reduce(finite, reduction="min")
+            if finite.item() < 1:
+                raise NonFiniteLossError(
+                    f"loss is {loss.item()} at step {step} (epoch {epoch + 1}); training stopped. "
+                    f"The last good checkpoint is {ckpt_path if ckpt_path.exists() else 'none (no step finished)'}."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            optimizer.step()
+            unwrapped = _unwrap(accelerator, model)
+            if hasattr(unwrapped, "after_step"):
+                unwrapped.after_step(step)
+            step += 1
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == stop_at:
+                scalars = {
+                    k: float(v.detach().float()) for k, v in out.items() if torch.is_tensor(v) and v.numel() == 1
+                }
+                record = {"step": step, "epoch": epoch + 1, "lr": lr, **scalars}
+                history.append(record)
+                log(record)
+                bar.set_postfix(loss=f"{scalars['loss']:.4f}")
+            end_of_epoch = step % steps_per_epoch == 0
+            if end_of_epoch and cfg.eval_every and (step // steps_per_epoch) % cfg.eval_every == 0 and step < stop_at:
+                run_eval(step // steps_per_epoch)
+            if end_of_epoch or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == stop_at:
+                save_checkpoint()
+            if step >= stop_at:
+                break
+        bar.close()
+    if evaluate is not None and (not evaluations or evaluations[-1]["step"] != step):
+        run_eval(math.ceil(step / steps_per_epoch))
+        save_checkpoint()
+    return FitResult(
+        steps=step,
+        epochs_done=step // steps_per_epoch,
+        wall_seconds=time.perf_counter() - start,
+        history=history,
+        evaluations=evaluations,
+    )

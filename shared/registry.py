@@ -1,0 +1,111 @@
+"""Paper cards, presets, and discovery of the paper packages under ``methods/``.
+
+Each ``methods/<package>/__init__.py`` exposes ``PAPER`` (a :class:`PaperCard`) and
+``PRESETS`` (``{"smoke": Experiment, "cpu": Experiment, "paper": Experiment}``). The
+52-paper catalogue in ``methods/catalogue.toml`` lists the papers not implemented yet.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import tomllib
+
+if TYPE_CHECKING:
+    from shared.experiment import Experiment
+
+import methods
+
+CATALOGUE = Path(methods.__file__).with_name("catalogue.toml")
+
+
+class UnknownPaperError(KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class Reported:
+    """A number the paper (or its official code) reports, with where and how."""
+
+    metric: str
+    value: float | str
+    setting: str
+    source: str
+
+    def as_dict(self) -> dict:
+        return {"metric": self.metric, "value": self.value, "setting": self.setting, "source": self.source}
+
+
+@dataclass(frozen=True)
+class PaperCard:
+    number: int
+    short_name: str
+    title: str
+    package: str
+    family: str
+    tier: str
+    arxiv: str
+    official_code: str
+    bibtex: str
+    reported: tuple[Reported, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class PaperEntry:
+    """A catalogue line, with the package's card and presets once it is implemented."""
+
+    number: int
+    short_name: str
+    package: str
+    family: str
+    tier: str
+    card: PaperCard | None = None
+    presets: dict[str, Experiment] | None = None
+
+    @property
+    def implemented(self) -> bool:
+        return self.card is not None
+
+
+def implemented_packages() -> list[str]:
+    return sorted(m.name for m in pkgutil.iter_modules(methods.__path__) if m.ispkg and not m.name.startswith("_"))
+
+
+def load_package(package: str) -> tuple[PaperCard, dict[str, Experiment]]:
+    module = importlib.import_module(f"methods.{package}")
+    card, presets = getattr(module, "PAPER", None), getattr(module, "PRESETS", None)
+    if not isinstance(card, PaperCard) or not isinstance(presets, dict):
+        raise TypeError(f"methods.{package} must define PAPER (PaperCard) and PRESETS (dict)")
+    return card, presets
+
+
+def catalogue() -> list[PaperEntry]:
+    """All 52 papers, implemented ones with their card and presets, ordered by number."""
+    with open(CATALOGUE, "rb") as f:
+        rows = tomllib.load(f)["paper"]
+    implemented = set(implemented_packages())
+    entries = []
+    for row in rows:
+        card = presets = None
+        if row["package"] in implemented:
+            card, presets = load_package(row["package"])
+        entries.append(
+            PaperEntry(row["number"], row["short_name"], row["package"], row["family"], row["tier"], card, presets)
+        )
+    return entries
+
+
+def find_paper(name: str) -> PaperEntry:
+    """By package name, number or short name (case-insensitive)."""
+    key = name.strip().lower()
+    entries = catalogue()
+    for e in entries:
+        if key in (e.package, str(e.number), f"{e.number:02d}", e.short_name.lower()):
+            return e
+    known = ", ".join(e.package for e in entries if e.implemented)
+    raise UnknownPaperError(f"unknown paper {name!r}; implemented papers: {known} (see `repro list`)")

@@ -1,0 +1,91 @@
+"""Test helpers every paper uses: distributed equivalence of a cross-sample loss.
+
+:func:`distributed_equivalence` runs a two-view loss on W gloo processes (each holding
+its slice of the batch, the loss gathering the rest) and on one process holding the whole
+batch, with a shared linear "encoder" in front so that parameter gradients are checked
+too. With DDP's gradient averaging the two must agree: value (mean of the per-rank
+losses) and gradients (mean over ranks of the local gradients).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _build(factory: str, kwargs: dict[str, Any]):
+    module, _, attr = factory.partition(":")
+    return getattr(importlib.import_module(module), attr)(**kwargs)
+
+
+def _loss_and_grad(factory, kwargs, x1, x2, weight):
+    loss_fn = _build(factory, kwargs)
+    w = weight.clone().requires_grad_(True)
+    loss = loss_fn(x1 @ w, x2 @ w)
+    loss.backward()
+    return loss.detach(), w.grad.detach()
+
+
+def _worker(rank: int, world: int, port: int, cases: list, data: dict, out_dir: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        n = data["x1"].shape[0] // world
+        part = slice(rank * n, (rank + 1) * n)
+        results = []
+        for factory, kwargs in cases:
+            loss, grad = _loss_and_grad(factory, kwargs, data["x1"][part], data["x2"][part], data["weight"])
+            dist.all_reduce(loss)
+            dist.all_reduce(grad)
+            results.append({"loss": loss / world, "grad": grad / world})
+        if rank == 0:
+            torch.save(results, Path(out_dir) / "result.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def distributed_equivalence(
+    cases: list[tuple[str, dict[str, Any]]],
+    batch: int = 8,
+    in_dim: int = 6,
+    dim: int = 5,
+    world_size: int = 2,
+    seed: int = 0,
+) -> list[dict[str, torch.Tensor]]:
+    """Loss value and encoder gradient, single process vs ``world_size`` gloo processes.
+
+    Each case is ``("module:callable", kwargs)``, the callable returning the loss module
+    (picklable across ``spawn``); all cases share one spawn. Returns, per case,
+    ``{"single_loss", "single_grad", "dist_loss", "dist_grad"}``.
+    """
+    g = torch.Generator().manual_seed(seed)
+    data = {
+        "x1": torch.randn(batch, in_dim, generator=g, dtype=torch.float64),
+        "x2": torch.randn(batch, in_dim, generator=g, dtype=torch.float64),
+        "weight": torch.randn(in_dim, dim, generator=g, dtype=torch.float64),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        mp.spawn(_worker, args=(world_size, free_port(), cases, data, tmp), nprocs=world_size, join=True)
+        results = torch.load(Path(tmp) / "result.pt")
+    out = []
+    for (factory, kwargs), r in zip(cases, results, strict=True):
+        single_loss, single_grad = _loss_and_grad(factory, kwargs, data["x1"], data["x2"], data["weight"])
+        out.append(
+            {"single_loss": single_loss, "single_grad": single_grad, "dist_loss": r["loss"], "dist_grad": r["grad"]}
+        )
+    return out

@@ -1,0 +1,132 @@
+"""DCL's presets: the smoke run learns, the cpu preset is the stated comparison, the paper preset steps."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from methods.dcl import PAPER, PRESETS
+from methods.dcl.experiments import PAPER_ARM, make_loss, paper_model
+from shared.cli import main
+from shared.engine import TrainConfig, fit
+from shared.results import read_record
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("smoke")
+    args = [
+        "run",
+        "dcl",
+        "--preset",
+        "smoke",
+        "--out",
+        str(tmp / "out"),
+        "--run-dir",
+        str(tmp / "runs"),
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    return tmp, args
+
+
+def test_smoke_run_learns_and_writes_a_valid_record(smoke):
+    tmp, _ = smoke
+    rec = read_record(tmp / "out" / "dcl" / "smoke.json")
+    chance = 1 / 12
+    for arm, metrics in rec["arms"].items():
+        assert metrics["knn_top1"][0] > 2 * chance, arm
+    for arm, curve in rec["curves"].items():
+        assert len(curve) > 3 and curve[-1][1] < curve[0][1], f"{arm}: loss did not go down"
+    assert (tmp / "out" / "dcl" / "smoke_curves.png").stat().st_size > 1000
+
+
+def test_resume_reuses_finished_runs(smoke):
+    tmp, args = smoke
+    first = read_record(tmp / "out" / "dcl" / "smoke.json")
+    final = tmp / "runs" / "dcl" / "smoke" / "dcl_b32" / "seed0" / "final.json"
+    stamp = final.stat().st_mtime_ns
+    assert main([*args, "--resume"]) == 0
+    assert final.stat().st_mtime_ns == stamp  # not retrained
+    assert read_record(tmp / "out" / "dcl" / "smoke.json")["arms"] == first["arms"]
+
+
+def test_cpu_preset_is_the_stated_comparison():
+    exp = PRESETS["cpu"]
+    assert set(exp.arms) == {"infonce_b32", "dcl_b32", "dclw_b32", "infonce_b256", "dcl_b256"}
+    assert exp.default_seeds >= 3
+    assert exp.comparisons[0].baseline == "infonce_b32" and exp.comparisons[0].method == "dcl_b32"
+    for cfg in exp.arms.values():
+        assert cfg["data"] == "fashion_mnist" and cfg["temperature"] == 0.1
+    # arms differ only in loss and batch size
+    base = {k: v for k, v in exp.arms["infonce_b32"].items() if k not in ("loss", "batch_size")}
+    for cfg in exp.arms.values():
+        assert {k: v for k, v in cfg.items() if k not in ("loss", "batch_size")} == base
+
+
+def test_paper_preset_builds_and_steps_once(tmp_path):
+    """ResNet-50 + 2048-2048-128 head + LARS, one step on fake 224 px views (no data, no training)."""
+    assert PAPER_ARM["batch_size"] == 256 and PAPER_ARM["epochs"] == 200 and PAPER_ARM["optimizer"] == "lars"
+    model = paper_model("dcl")
+    assert model.backbone.out_dim == 2048 and model.projector[-1].out_features == 128
+
+    class FakeViews:
+        def steps_per_epoch(self, world_size):
+            return 1
+
+        def epoch(self, epoch, seed, rank, world_size, skip=0):
+            g = torch.Generator().manual_seed(0)
+            yield {"views": (torch.randn(2, 3, 224, 224, generator=g), torch.randn(2, 3, 224, 224, generator=g))}
+
+    before = model.backbone.conv1.weight.detach().clone()
+    cfg = TrainConfig(epochs=1, batch_size=2, lr=0.3 * 2 / 256, optimizer="lars", weight_decay=1e-6, progress=False)
+    result = fit(model, FakeViews(), cfg, tmp_path)
+    assert result.steps == 1
+    assert not torch.equal(before, model.backbone.conv1.weight)
+
+
+def test_make_loss_errors():
+    with pytest.raises(ValueError, match="unknown loss"):
+        make_loss("triplet", 0.1)
+
+
+def test_card():
+    assert PAPER.number == 11 and PAPER.package == "dcl"
+    assert any(r.value == 68.2 and r.source == "abstract" for r in PAPER.reported)
+
+
+@pytest.mark.distributed
+def test_two_process_smoke_run_under_torchrun(tmp_path):
+    """The engine end to end under torchrun + Accelerate on 2 CPU processes; only rank 0 writes."""
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "shared.cli",
+        "run",
+        "dcl",
+        "--preset",
+        "smoke",
+        "--arms",
+        "infonce_b32,dcl_b32",
+        "--out",
+        str(tmp_path / "out"),
+        "--run-dir",
+        str(tmp_path / "runs"),
+        "--no-progress",
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rec = read_record(tmp_path / "out" / "dcl" / "smoke.json")
+    assert rec["environment"]["world_size"] == 2
+    assert sorted(p.name for p in (tmp_path / "out" / "dcl").iterdir()) == ["smoke.json", "smoke_curves.png"]
+    assert proc.stdout.count("record written to") == 1
+    assert json.loads((tmp_path / "runs" / "dcl" / "smoke" / "dcl_b32" / "seed0" / "final.json").read_text())

@@ -271,14 +271,14 @@ PRESETS = {
     ),
     "cpu": Experiment(
         preset="cpu",
-        description="Fashion-MNIST 20k, ConvNet, 12 epochs, InfoNCE/DCL/DCLW at batch 32, InfoNCE/DCL at 256, 3 seeds",
+        description="Fashion-MNIST 20k, ConvNet, 6 epochs, InfoNCE/DCL/DCLW at batch 32, InfoNCE/DCL at 256, 3 seeds",
         claim=CLAIM,
         arms=_arms(CPU_ARM, CPU_PLAN),
         comparisons=_comparisons(CPU_PLAN),
         train_arm=train_small,
         setting={
             "summary": "Fashion-MNIST 20k train (2000/class), kNN bank 10k, 10k test; 4-layer ConvNet 28 px; "
-            "SimCLR augmentations; SGD lr 0.3·B/256, 1 warmup epoch, cosine, 12 epochs; τ=0.1; bf16 CPU",
+            "SimCLR augmentations; SGD lr 0.3·B/256, 1 warmup epoch, cosine, 6 epochs; τ=0.1; bf16 CPU",
             "scale": "small (CPU)",
             "metric": "weighted kNN top-1 (k=200, T=0.1) of the backbone features on the test split",
         },

@@ -54,6 +54,7 @@ class TrainConfig:
     eval_every: int = 0
     log_every: int = 20
     progress: bool = True
+    sync_batchnorm: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -142,6 +143,17 @@ def _atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def to_device(obj: Any, device: torch.device) -> Any:
+    """Move the tensors of a (nested) batch to ``device``."""
+    if torch.is_tensor(obj):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(v, device) for v in obj)
+    return obj
+
+
 def _unwrap(accelerator: Accelerator, model: nn.Module) -> nn.Module:
     return accelerator.unwrap_model(model)
 
@@ -169,6 +181,8 @@ def fit(
         run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / "checkpoint.pt"
     torch.manual_seed(cfg.seed)
+    if cfg.sync_batchnorm and accelerator.num_processes > 1:
+        method = nn.SyncBatchNorm.convert_sync_batchnorm(method)  # SimCLR's global BN
     if cfg.channels_last:
         method = method.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(method, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
@@ -232,7 +246,7 @@ def fit(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             torch.manual_seed(step_seed(cfg.seed, step, rank))
-            batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            batch = to_device(batch, accelerator.device)
             with autocast:
                 out = model(batch)
             loss = out["loss"]

@@ -74,6 +74,7 @@ def train_config(cfg: dict[str, Any], seed: int, epochs: int | None, progress: b
         seed=seed,
         eval_every=cfg.get("eval_every", 0),
         log_every=cfg.get("log_every", 20),
+        sync_batchnorm=cfg.get("sync_batchnorm", False),
         progress=progress,
     )
 

@@ -116,3 +116,29 @@ def test_config_errors(kwargs, match):
 def test_batch_larger_than_data(shapes):
     with pytest.raises(ValueError, match="exceeds"):
         InMemoryBatches(shapes, 1000)
+
+
+class ViewsDataset(torch.utils.data.Dataset):
+    """Per-item two-view dataset, as the hub road yields (DataLoader collation of tuples)."""
+
+    def __init__(self, n: int = 24) -> None:
+        self.data = make_shapes(2, 32, seed=5)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> dict:
+        x = self.data.images[i].float() / 255
+        return {"views": (x, x.flip(-1)), "labels": int(self.data.labels[i])}
+
+
+def test_loader_batches_feed_views_through_fit(tmp_path):
+    from shared.engine import LoaderBatches
+
+    model = tiny_simclr()
+    model.augment = None  # views come from the dataset
+    source = LoaderBatches(ViewsDataset(), batch_size=8, num_workers=0)
+    batches = list(source.epoch(0, seed=0, rank=0, world_size=1))
+    assert len(batches) == 3 and batches[0]["views"][0].shape == (8, 3, 32, 32)
+    result = fit(model, source, TrainConfig(epochs=1, batch_size=8, lr=0.05, progress=False), tmp_path)
+    assert result.steps == 3

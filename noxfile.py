@@ -10,12 +10,13 @@ nox -s report            REPRODUCTIONS.md matches the records (repro report --ch
 
 from __future__ import annotations
 
-import os
+import sys
 from pathlib import Path
 
 import nox
 
 ROOT = Path(__file__).parent
+PY = sys.executable  # the interpreter nox runs in (the project's .venv): no PATH lookups
 nox.options.sessions = ["lint", "report", "tests"]
 nox.options.default_venv_backend = "none"
 
@@ -25,7 +26,7 @@ OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALL
 def _pytest(session: nox.Session, *paths: str) -> None:
     # a -k filter through posargs leaves some sessions without tests: pytest then exits 5
     codes = [0, 5] if session.posargs else [0]
-    session.run("python", "-m", "pytest", *paths, *session.posargs, env=OFFLINE, success_codes=codes, external=True)
+    session.run(PY, "-m", "pytest", *paths, *session.posargs, env=OFFLINE, success_codes=codes, external=True)
 
 
 @nox.session(python=False)
@@ -60,11 +61,11 @@ def distributed(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def lint(session: nox.Session) -> None:
-    session.run("ruff", "check", ".", external=True)
-    session.run("ruff", "format", "--check", ".", external=True)
+    session.run(PY, "-m", "ruff", "check", ".", external=True)
+    session.run(PY, "-m", "ruff", "format", "--check", ".", external=True)
 
 
 @nox.session(python=False)
 def report(session: nox.Session) -> None:
     """Fail when REPRODUCTIONS.md is not what `repro report` renders from results/."""
-    session.run("repro", "report", "--check", external=True, env={**OFFLINE, **dict(os.environ)})
+    session.run(PY, "-m", "shared.cli", "report", "--check", external=True, env=OFFLINE)

@@ -200,14 +200,14 @@ CPU_ARM = dict(
     head_hidden=256,
     head_out=128,
     temperature=0.1,
-    epochs=12,
+    epochs=6,
     lr=0.3,
     optimizer="sgd",
     weight_decay=5e-4,
     warmup_epochs=1,
     bf16=True,
     channels_last=True,
-    eval_every=4,
+    eval_every=2,
 )
 
 PAPER_ARM = dict(

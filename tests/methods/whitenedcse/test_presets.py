@@ -1,0 +1,88 @@
+"""WhitenedCSE's presets: a shrunken smoke run learns and writes a record, cpu is the stated comparison,
+the paper preset (BERT-base recipe) builds and steps once on a random BERT-base-width config."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from methods.whitenedcse import PAPER, PRESETS, WhitenedCSE, build_model
+from shared.engine import TrainConfig, fit
+from shared.experiment import run_experiment
+from shared.results import read_record
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("smoke")
+    exp = PRESETS["smoke"]
+    small = {arm: {**cfg, "train_sentences": 128, "sts_pairs": 60} for arm, cfg in exp.arms.items()}
+    rec = run_experiment(
+        PAPER, dataclasses.replace(exp, arms=small), out_dir=tmp / "out", run_root=tmp / "runs", progress=False
+    )
+    return tmp, rec
+
+
+def test_smoke_run_learns_and_writes_a_valid_record(smoke):
+    tmp, rec = smoke
+    assert read_record(tmp / "out" / "whitenedcse" / "smoke.json")["arms"] == rec["arms"]
+    for arm, metrics in rec["arms"].items():
+        assert set(metrics) >= {"sts12", "sts13", "sts14", "sts15", "sts16", "stsb", "sts_avg"}
+        assert all(-100 <= v[0] <= 100 for k, v in metrics.items() if k.startswith("sts")), arm
+    curves = rec["curves"]
+    assert len(curves["simcse"]) == 4 and curves["simcse"][-1][1] < curves["simcse"][0][1]
+    # WhitenedCSE on a random 32-d BERT whose [CLS] vectors nearly coincide: whitening blows up their tiny
+    # differences and the 4-step loss need not fall; it must stay finite.
+    assert len(curves["whitenedcse"]) == 4 and all(abs(p[1]) < 1e3 for p in curves["whitenedcse"])
+
+
+def test_cpu_preset_is_the_stated_comparison():
+    exp = PRESETS["cpu"]
+    assert set(exp.arms) == {"simcse", "whitenedcse"} and exp.default_seeds >= 3
+    c = exp.comparisons[0]
+    assert (c.baseline, c.method, c.metric) == ("simcse", "whitenedcse", "sts_avg")
+    w = exp.arms["whitenedcse"]
+    assert w["encoder"] == "minilm" and w["groups"] == 64 and w["num_pos"] == 3 and w["temperature"] == 0.05
+    method_keys = {"method", "num_pos", "shuffle", "whiten_eps", "whitening_grad", "groups", "share_baseline"}
+    strip = lambda cfg: {k: v for k, v in cfg.items() if k not in method_keys}  # noqa: E731
+    assert strip(exp.arms["simcse"]) == strip(w)  # same budget, same data
+    assert w["batch_size"] * 100 == w["train_sentences"]  # 100 steps
+
+
+def test_paper_preset_builds_and_steps_once(tmp_path):
+    """BERT-base recipe (batch 128 → 4 here, lr 1e-5, G = 128 of 6 channels, m = 3) on a 1-layer 768-d random BERT."""
+    from transformers import AutoTokenizer, BertConfig
+
+    from shared.text.encoders import bert_config_encoder, minilm_path
+
+    cfg = PRESETS["paper"].arms["whitenedcse"]
+    assert (cfg["encoder"], cfg["sentences"], cfg["batch_size"], cfg["lr"]) == (
+        "bert-base-uncased",
+        "wiki1m",
+        128,
+        1e-5,
+    )
+    assert cfg["groups"] == 128 and cfg["num_pos"] == 3 and cfg["sts_source"] == "hub"
+    tok = AutoTokenizer.from_pretrained(minilm_path(), local_files_only=True)
+    config = BertConfig(hidden_size=768, num_hidden_layers=1, num_attention_heads=12, intermediate_size=256)
+    torch.manual_seed(0)
+    model = build_model(cfg, bert_config_encoder(config, tok))
+    assert isinstance(model, WhitenedCSE) and model.sgw.groups == 128 and model.encoder.dim == 768
+
+    class FakeSentences:
+        def steps_per_epoch(self, world_size):
+            return 1
+
+        def epoch(self, epoch, seed, rank, world_size, skip=0):
+            yield tok(["a first sentence.", "the second one.", "three.", "and four"], padding=True, return_tensors="pt")
+
+    before = model.encoder.model.embeddings.word_embeddings.weight.detach().clone()
+    tc = TrainConfig(epochs=1, batch_size=4, lr=cfg["lr"], optimizer="adamw", progress=False)
+    assert fit(model, FakeSentences(), tc, tmp_path).steps == 1
+    assert not torch.equal(before, model.encoder.model.embeddings.word_embeddings.weight)
+
+
+def test_build_errors_and_card():
+    with pytest.raises(ValueError, match="unknown method"):
+        build_model({**PRESETS["smoke"].arms["simcse"], "method": "bert-flow"})
+    assert PAPER.number == 20 and any(r.value == 78.78 for r in PAPER.reported)

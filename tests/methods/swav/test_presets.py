@@ -1,0 +1,75 @@
+"""SwAV's presets: the smoke run learns, the cpu preset is the stated ablation, the paper preset steps."""
+
+import pytest
+import torch
+
+from methods.swav import PAPER, PRESETS
+from methods.swav.experiments import CPU_ARM, PAPER_ARM, paper_model
+from shared.cli import main
+from shared.engine import TrainConfig, fit
+from shared.results import read_record
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("smoke")
+    args = ["run", "swav", "--preset", "smoke", "--out", str(tmp / "out"), "--run-dir", str(tmp / "runs")]
+    assert main([*args, "--no-progress"]) == 0
+    return tmp
+
+
+def test_smoke_run_learns_and_writes_a_valid_record(smoke):
+    rec = read_record(smoke / "out" / "swav" / "smoke.json")
+    chance = 1 / 12
+    for arm, metrics in rec["arms"].items():
+        assert metrics["knn_top1"][0] > 2 * chance, arm
+    for arm, curve in rec["curves"].items():
+        # the loss leaves its starting value and ends below ln K (no collapse)
+        assert len(curve) > 3 and curve[-1][1] < curve[0][1], f"{arm}: loss did not go down"
+        assert curve[-1][1] < torch.log(torch.tensor(30.0)).item(), arm
+
+
+def test_cpu_preset_is_the_stated_comparison():
+    exp = PRESETS["cpu"]
+    assert set(exp.arms) == {"simclr_2x28", "swav_2x28", "swav_2x28_4x14", "swav_2x28_4x14_wide"}
+    assert exp.default_seeds >= 3
+    first = exp.comparisons[0]
+    assert (first.baseline, first.method) == ("swav_2x28", "swav_2x28_4x14")
+    mc = exp.arms["swav_2x28_4x14"]
+    assert mc["crops"][0] == exp.arms["swav_2x28"]["crops"][0] and mc["crops"][1] == (4, 14, (0.05, 0.14))
+    # the arms differ only in crops (and the SimCLR arm in its method)
+    base = {k: v for k, v in CPU_ARM.items() if k not in ("crops", "method")}
+    for cfg in exp.arms.values():
+        assert {k: v for k, v in cfg.items() if k not in ("crops", "method")} == base
+        assert cfg["data"] == "fashion_mnist" and cfg["temperature"] == 0.1
+
+
+def test_paper_preset_builds_and_steps_once(tmp_path):
+    """ResNet-50 + 2048-2048-128 head + 3000 prototypes + LARS, one step on fake 2×224 + 6×96 crops."""
+    assert PAPER_ARM["batch_size"] == 4096 and PAPER_ARM["lr"] == 4.8 and PAPER_ARM["optimizer"] == "lars"
+    assert PAPER_ARM["crops"] == ((2, 224, (0.14, 1.0)), (6, 96, (0.05, 0.14)))
+    assert PAPER_ARM["num_prototypes"] == 3000 and PAPER_ARM["freeze_prototypes_iters"] == 313
+    model = paper_model()
+    assert model.backbone.out_dim == 2048 and model.projector[-1].out_features == 128
+    assert model.prototypes.weight.shape == (3000, 128) and model.queue is None
+
+    class FakeCrops:
+        def steps_per_epoch(self, world_size):
+            return 1
+
+        def epoch(self, epoch, seed, rank, world_size, skip=0):
+            g = torch.Generator().manual_seed(0)
+            sizes = [224] * 2 + [96] * 6
+            yield {"crops": [torch.randn(2, 3, s, s, generator=g) for s in sizes]}
+
+    before = model.backbone.conv1.weight.detach().clone()
+    cfg = TrainConfig(epochs=1, batch_size=2, lr=4.8, optimizer="lars", weight_decay=1e-6, progress=False)
+    result = fit(model, FakeCrops(), cfg, tmp_path)
+    assert result.steps == 1 and torch.isfinite(torch.tensor(result.history[-1]["loss"]))
+    assert not torch.equal(before, model.backbone.conv1.weight)
+    assert int(model.prototypes.iteration) == 1
+
+
+def test_card():
+    assert PAPER.number == 7 and PAPER.package == "swav"
+    assert any(r.value == 75.3 and r.source == "abstract" for r in PAPER.reported)

@@ -15,8 +15,8 @@ import torch
 from methods.dcl.loss import DCLLoss, DCLWLoss
 from shared.augment import AugmentConfig, BatchedSimCLRAugment, eval_transform, simclr_transform, to_model_input
 from shared.backbones import build_backbone
-from shared.data import load_fashion_mnist, make_shapes, subset_per_class
 from shared.data.hub import HubImages, HubViews, load_hub_split
+from shared.data.splits import small_image_splits
 from shared.engine import InMemoryBatches, LoaderBatches, TrainConfig, fit
 from shared.evaluation import knn_accuracy, knn_evaluator, loader_features
 from shared.experiment import ArmResult, ArmRun, Comparison, Experiment
@@ -79,24 +79,10 @@ def train_config(cfg: dict[str, Any], seed: int, epochs: int | None, progress: b
     )
 
 
-def _small_data(cfg: dict[str, Any], data_dir: str | None):
-    """(train, kNN bank, test) for the in-memory presets."""
-    if cfg["data"] == "shapes":
-        train = make_shapes(cfg["train_per_class"], cfg["image_size"], seed=0)
-        test = make_shapes(cfg["test_per_class"], cfg["image_size"], seed=1)
-        return train, train, test
-    if cfg["data"] == "fashion_mnist":
-        full = load_fashion_mnist("train", data_dir)
-        train = subset_per_class(full, cfg["train_per_class"]) if cfg.get("train_per_class") else full
-        bank = subset_per_class(full, cfg["bank_per_class"]) if cfg.get("bank_per_class") else train
-        return train, bank, load_fashion_mnist("test", data_dir)
-    raise ValueError(f"unknown data {cfg['data']!r}")
-
-
 def train_small(run: ArmRun) -> ArmResult:
     """Train one (arm, seed) on in-memory data and evaluate kNN top-1 on the test split."""
     cfg = run.config
-    train, bank, test = _small_data(cfg, run.data_dir)
+    train, bank, test = small_image_splits(cfg, run.data_dir)
     torch.manual_seed(run.seed)  # paired seeds: same initialisation for every arm of a seed
     model = build_model(cfg)
 

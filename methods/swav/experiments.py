@@ -18,8 +18,8 @@ from methods.swav.loss import SwAVLoss
 from methods.swav.model import SwAV
 from shared.augment import AugmentConfig, BatchedSimCLRAugment, eval_transform, to_model_input
 from shared.backbones import build_backbone
-from shared.data import load_fashion_mnist, make_shapes, subset_per_class
 from shared.data.hub import HubImages, load_hub_split
+from shared.data.splits import small_image_splits
 from shared.engine import InMemoryBatches, LoaderBatches, TrainConfig, fit
 from shared.evaluation import knn_accuracy, knn_evaluator, loader_features
 from shared.experiment import ArmResult, ArmRun, Comparison, Experiment
@@ -93,24 +93,10 @@ def train_config(cfg: dict[str, Any], seed: int, epochs: int | None, progress: b
     )
 
 
-def _small_data(cfg: dict[str, Any], data_dir: str | None):
-    """(train, kNN bank, test) for the in-memory presets."""
-    if cfg["data"] == "shapes":
-        train = make_shapes(cfg["train_per_class"], cfg["image_size"], seed=0)
-        test = make_shapes(cfg["test_per_class"], cfg["image_size"], seed=1)
-        return train, train, test
-    if cfg["data"] == "fashion_mnist":
-        full = load_fashion_mnist("train", data_dir)
-        train = subset_per_class(full, cfg["train_per_class"]) if cfg.get("train_per_class") else full
-        bank = subset_per_class(full, cfg["bank_per_class"]) if cfg.get("bank_per_class") else train
-        return train, bank, load_fashion_mnist("test", data_dir)
-    raise ValueError(f"unknown data {cfg['data']!r}")
-
-
 def train_small(run: ArmRun) -> ArmResult:
     """Train one (arm, seed) on in-memory data and evaluate kNN top-1 on the test split."""
     cfg = run.config
-    train, bank, test = _small_data(cfg, run.data_dir)
+    train, bank, test = small_image_splits(cfg, run.data_dir)
     source = InMemoryBatches(train, cfg["batch_size"])
     torch.manual_seed(run.seed)  # paired seeds: same initialisation of the shared parts for every arm
     model = build_model(cfg, source.steps_per_epoch(1))

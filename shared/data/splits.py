@@ -1,0 +1,30 @@
+"""The (train, kNN bank, test) splits that the in-memory ``smoke`` / ``cpu`` presets share."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from shared.data.arrays import ImageArrays, subset_per_class
+from shared.data.fashion_mnist import load_fashion_mnist
+from shared.data.shapes import make_shapes
+
+
+def small_image_splits(
+    cfg: Mapping[str, Any], data_dir: str | None = None
+) -> tuple[ImageArrays, ImageArrays, ImageArrays]:
+    """(train, kNN bank, test) from an arm's config.
+
+    ``cfg["data"]``: ``"shapes"`` (``train_per_class``, ``test_per_class``, ``image_size``; the
+    bank is the training set) or ``"fashion_mnist"`` (optional ``train_per_class`` and
+    ``bank_per_class`` class-balanced subsets of the training split; the test split is whole).
+    """
+    if cfg["data"] == "shapes":
+        train = make_shapes(cfg["train_per_class"], cfg["image_size"], seed=0)
+        return train, train, make_shapes(cfg["test_per_class"], cfg["image_size"], seed=1)
+    if cfg["data"] == "fashion_mnist":
+        full = load_fashion_mnist("train", data_dir)
+        train = subset_per_class(full, cfg["train_per_class"]) if cfg.get("train_per_class") else full
+        bank = subset_per_class(full, cfg["bank_per_class"]) if cfg.get("bank_per_class") else train
+        return train, bank, load_fashion_mnist("test", data_dir)
+    raise ValueError(f"unknown data {cfg['data']!r}; choose 'shapes' or 'fashion_mnist'")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from shared.data.arrays import ImageArrays, subset_per_class
+from shared.data.arrays import ImageArrays, long_tailed_subset, subset_per_class
 from shared.data.fashion_mnist import load_fashion_mnist
 from shared.data.shapes import make_shapes
 
@@ -18,6 +18,8 @@ def small_image_splits(
     ``cfg["data"]``: ``"shapes"`` (``train_per_class``, ``test_per_class``, ``image_size``; the
     bank is the training set) or ``"fashion_mnist"`` (optional ``train_per_class`` and
     ``bank_per_class`` class-balanced subsets of the training split; the test split is whole).
+    With ``imbalance_ratio`` ρ < 1 the training set is long-tailed instead (class c keeps
+    ``train_per_class · ρ^(c/9)`` images, as CIFAR-10-LT); the kNN bank and test stay balanced.
     """
     if cfg["data"] == "shapes":
         train = make_shapes(cfg["train_per_class"], cfg["image_size"], seed=0)
@@ -25,6 +27,8 @@ def small_image_splits(
     if cfg["data"] == "fashion_mnist":
         full = load_fashion_mnist("train", data_dir)
         train = subset_per_class(full, cfg["train_per_class"]) if cfg.get("train_per_class") else full
+        if cfg.get("imbalance_ratio", 1.0) < 1.0:
+            train = long_tailed_subset(full, cfg.get("train_per_class") or 6000, cfg["imbalance_ratio"])
         bank = subset_per_class(full, cfg["bank_per_class"]) if cfg.get("bank_per_class") else train
         return train, bank, load_fashion_mnist("test", data_dir)
     raise ValueError(f"unknown data {cfg['data']!r}; choose 'shapes' or 'fashion_mnist'")

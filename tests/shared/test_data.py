@@ -95,3 +95,20 @@ def test_image_arrays_validation_and_subset():
     assert sub.labels.bincount().tolist() == [2] * 12
     with pytest.raises(ValueError, match="fewer than"):
         subset_per_class(data, 7)
+
+
+def test_long_tailed_profile_and_subset():
+    from shared.data.arrays import long_tailed_counts, long_tailed_subset
+
+    counts = long_tailed_counts(10, 1000, 0.1)
+    assert counts[0] == 1000 and counts[-1] == 100
+    assert counts == sorted(counts, reverse=True) and len(set(counts)) == len(counts)
+    data = make_shapes(40, 16, seed=0)
+    lt = long_tailed_subset(data, 40, 0.25)
+    got = torch.bincount(lt.labels, minlength=data.num_classes).tolist()
+    assert got == long_tailed_counts(data.num_classes, 40, 0.25)
+    assert torch.equal(long_tailed_subset(data, 40, 0.25).labels, lt.labels)  # deterministic
+    with pytest.raises(ValueError, match="imbalance_ratio"):
+        long_tailed_counts(10, 100, 0.0)
+    with pytest.raises(ValueError, match="fewer than"):
+        long_tailed_subset(data, 41, 0.5)

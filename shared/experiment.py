@@ -56,10 +56,22 @@ class ArmRun:
 
 @dataclass
 class ArmResult:
+    """One (arm, seed): final scalar ``metrics`` (compared across arms), the training ``curve``,
+    the periodic ``evaluations``, and ``extras``: any JSON-able measurements an analysis needs
+    (per-class statistics, per-layer probes, ...), kept in the run's ``final.json``."""
+
     metrics: dict[str, float]
     curve: list[dict] = field(default_factory=list)
     evaluations: list[dict] = field(default_factory=list)
     wall_seconds: float = 0.0
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+Analysis = Callable[[dict, dict[str, list[ArmResult]], Path], dict[str, Any]]
+"""``analysis(record, results, out_prefix)`` → JSON-able numbers stored as ``record["analysis"]``.
+
+Called once after every (arm, seed) has run, on the main process; it may write extra figures
+named ``f"{out_prefix}_<name>.png"`` (``out_prefix`` is ``results/<package>/<preset>``)."""
 
 
 @dataclass
@@ -76,6 +88,7 @@ class Experiment:
     default_seeds: int = 3
     curve_metric: str = "loss"
     eval_metric: str | None = None
+    analysis: Analysis | None = None
 
     def __post_init__(self) -> None:
         for c in self.comparisons:
@@ -137,7 +150,9 @@ def _run_one(
     final = run_dir / "final.json"
     if resume and final.exists():
         saved = json.loads(final.read_text())
-        return ArmResult(saved["metrics"], saved["curve"], saved["evaluations"], saved["wall_seconds"])
+        return ArmResult(
+            saved["metrics"], saved["curve"], saved["evaluations"], saved["wall_seconds"], saved.get("extras", {})
+        )
     if not resume and is_main_process() and run_dir.exists():
         shutil.rmtree(run_dir)
     spec = ArmRun(arm, exp.arms[arm], seed, run_dir, resume, data_dir, epochs, progress)
@@ -210,6 +225,10 @@ def run_experiment(
         "curves": {a: _mean_curve([r.curve for r in rs], exp.curve_metric) for a, rs in results.items()},
     }
     if is_main_process():
+        prefix = Path(out_dir) / card.package / exp.preset
+        if exp.analysis is not None:
+            prefix.parent.mkdir(parents=True, exist_ok=True)
+            record["analysis"] = exp.analysis(record, results, prefix)
         path = write_record(record, Path(out_dir) / card.package / f"{exp.preset}.json")
         _plot(record, results, exp, path.with_name(f"{exp.preset}_curves.png"))
         print(summary_table(record))
@@ -293,7 +312,16 @@ def summary_table(record: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["ArmResult", "ArmRun", "Comparison", "Experiment", "paired_verdict", "run_experiment", "summary_table"]
+__all__ = [
+    "Analysis",
+    "ArmResult",
+    "ArmRun",
+    "Comparison",
+    "Experiment",
+    "paired_verdict",
+    "run_experiment",
+    "summary_table",
+]
 
 
 def _se(se: float | None) -> str:

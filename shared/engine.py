@@ -16,8 +16,8 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -63,6 +63,23 @@ class TrainConfig:
             raise ValueError(f"batch_size must be at least 2, got {self.batch_size}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+
+    @classmethod
+    def from_arm(
+        cls, cfg: Mapping[str, Any], seed: int, epochs: int | None = None, progress: bool = True, **overrides: Any
+    ) -> TrainConfig:
+        """The run's config from an arm's config dict: every field of this class that the dict names.
+
+        ``epochs`` (``repro run --epochs``) wins over ``cfg["epochs"]``; ``overrides`` win over both
+        (a paper's lr scaling rule, say ``lr=cfg["lr"] * cfg["batch_size"] / 256``). The optimiser's
+        ``momentum`` is never read from the dict (papers use that key for an EMA teacher's momentum):
+        pass it as an override.
+        """
+        names = {f.name for f in fields(cls)} - {"seed", "progress", "momentum"}
+        values = {k: cfg[k] for k in names if k in cfg}
+        if epochs is not None:
+            values["epochs"] = epochs
+        return cls(**{**values, "seed": seed, "progress": progress, **overrides})
 
 
 class DataSource(Protocol):

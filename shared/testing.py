@@ -10,7 +10,6 @@ losses) and gradients (mean over ranks of the local gradients).
 from __future__ import annotations
 
 import importlib
-import os
 import socket
 import tempfile
 from pathlib import Path
@@ -40,10 +39,10 @@ def _loss_and_grad(factory, kwargs, x1, x2, weight):
     return loss.detach(), w.grad.detach()
 
 
-def _worker(rank: int, world: int, port: int, cases: list, data: dict, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+def _worker(rank: int, world: int, cases: list, data: dict, out_dir: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    # a file rendezvous in the call's own temporary folder: no port to race for with other test runs
+    dist.init_process_group("gloo", init_method=f"file://{out_dir}/rendezvous", rank=rank, world_size=world)
     try:
         n = data["x1"].shape[0] // world
         part = slice(rank * n, (rank + 1) * n)
@@ -80,7 +79,7 @@ def distributed_equivalence(
         "weight": torch.randn(in_dim, dim, generator=g, dtype=torch.float64),
     }
     with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(_worker, args=(world_size, free_port(), cases, data, tmp), nprocs=world_size, join=True)
+        mp.spawn(_worker, args=(world_size, cases, data, tmp), nprocs=world_size, join=True)
         results = torch.load(Path(tmp) / "result.pt")
     out = []
     for (factory, kwargs), r in zip(cases, results, strict=True):

@@ -62,21 +62,8 @@ def augment_config(cfg: dict[str, Any]) -> AugmentConfig:
 
 
 def train_config(cfg: dict[str, Any], seed: int, epochs: int | None, progress: bool) -> TrainConfig:
-    return TrainConfig(
-        epochs=epochs or cfg["epochs"],
-        batch_size=cfg["batch_size"],
-        lr=cfg["lr"] * cfg["batch_size"] / 256,  # linear scaling rule, as SimCLR
-        weight_decay=cfg["weight_decay"],
-        optimizer=cfg["optimizer"],
-        warmup_epochs=cfg.get("warmup_epochs", 0),
-        bf16=cfg.get("bf16", False),
-        channels_last=cfg.get("channels_last", False),
-        seed=seed,
-        eval_every=cfg.get("eval_every", 0),
-        log_every=cfg.get("log_every", 20),
-        sync_batchnorm=cfg.get("sync_batchnorm", False),
-        progress=progress,
-    )
+    """The arm's run config; lr follows SimCLR's linear scaling rule, lr · B / 256."""
+    return TrainConfig.from_arm(cfg, seed, epochs, progress, lr=cfg["lr"] * cfg["batch_size"] / 256)
 
 
 def train_small(run: ArmRun) -> ArmResult:

@@ -68,20 +68,9 @@ def build_model(cfg: dict[str, Any], steps_per_epoch: int = 1) -> MoCo:
 
 
 def train_config(cfg: dict[str, Any], seed: int, epochs: int | None, progress: bool) -> TrainConfig:
-    return TrainConfig(
-        epochs=epochs or cfg["epochs"],
-        batch_size=cfg["batch_size"],
-        lr=cfg["lr"] * cfg["batch_size"] / 256,  # MoCo v2: 0.03 · B / 256
-        weight_decay=cfg["weight_decay"],
-        optimizer="sgd",
-        momentum=0.9,
-        warmup_epochs=cfg.get("warmup_epochs", 0),
-        bf16=cfg.get("bf16", False),
-        channels_last=cfg.get("channels_last", False),
-        seed=seed,
-        eval_every=cfg.get("eval_every", 0),
-        log_every=cfg.get("log_every", 20),
-        progress=progress,
+    """The arm's run config: MoCo v2's SGD (momentum 0.9), lr 0.03 · B / 256."""
+    return TrainConfig.from_arm(
+        cfg, seed, epochs, progress, lr=cfg["lr"] * cfg["batch_size"] / 256, optimizer="sgd", momentum=0.9
     )
 
 

@@ -76,21 +76,8 @@ def build_model(cfg: dict[str, Any], steps_per_epoch: int = 1) -> torch.nn.Modul
 
 
 def train_config(cfg: dict[str, Any], seed: int, epochs: int | None, progress: bool) -> TrainConfig:
-    return TrainConfig(
-        epochs=epochs or cfg["epochs"],
-        batch_size=cfg["batch_size"],
-        lr=cfg["lr"],  # SwAV's scripts give the lr of their batch size directly
-        final_lr=cfg.get("final_lr", 0.0),
-        weight_decay=cfg["weight_decay"],
-        optimizer=cfg["optimizer"],
-        warmup_epochs=cfg.get("warmup_epochs", 0),
-        bf16=cfg.get("bf16", False),
-        channels_last=cfg.get("channels_last", False),
-        seed=seed,
-        eval_every=cfg.get("eval_every", 0),
-        log_every=cfg.get("log_every", 20),
-        progress=progress,
-    )
+    """The arm's run config; SwAV's scripts give the lr of their batch size directly (no scaling)."""
+    return TrainConfig.from_arm(cfg, seed, epochs, progress)
 
 
 def train_small(run: ArmRun) -> ArmResult:

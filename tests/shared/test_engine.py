@@ -142,3 +142,15 @@ def test_loader_batches_feed_views_through_fit(tmp_path):
     assert len(batches) == 3 and batches[0]["views"][0].shape == (8, 3, 32, 32)
     result = fit(model, source, TrainConfig(epochs=1, batch_size=8, lr=0.05, progress=False), tmp_path)
     assert result.steps == 3
+
+
+def test_train_config_from_arm_reads_fields_and_overrides():
+    from shared.engine import TrainConfig
+
+    cfg = {"epochs": 6, "batch_size": 64, "lr": 0.3, "weight_decay": 1e-4, "bf16": True, "momentum": 0.999, "x": 1}
+    tc = TrainConfig.from_arm(cfg, seed=3, epochs=None, progress=False, lr=0.3 * 64 / 256)
+    assert (tc.epochs, tc.batch_size, tc.lr, tc.weight_decay, tc.bf16, tc.seed) == (6, 64, 0.075, 1e-4, True, 3)
+    assert tc.momentum == 0.9  # an EMA momentum in the arm is not the optimiser's
+    assert TrainConfig.from_arm(cfg, seed=0, epochs=2).epochs == 2
+    with pytest.raises(ValueError, match="lr must be positive"):
+        TrainConfig.from_arm({**cfg, "lr": 0.0}, seed=0)

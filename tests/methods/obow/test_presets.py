@@ -1,0 +1,82 @@
+"""OBoW's presets: the smoke run learns, the cpu preset is the stated comparison, the paper preset steps."""
+
+import json
+import math
+
+import torch
+
+from methods.obow import PAPER, PRESETS
+from methods.obow.experiments import CPU_ARMS, PAPER_ARM, paper_model
+from shared.cli import main
+from shared.engine import TrainConfig, fit
+from shared.results import read_record
+
+
+def test_smoke_run_learns_and_writes_a_valid_record(tmp_path):
+    args = ["run", "obow", "--preset", "smoke", "--out", str(tmp_path / "out"), "--run-dir", str(tmp_path / "runs")]
+    assert main([*args, "--no-progress"]) == 0
+    rec = read_record(tmp_path / "out" / "obow" / "smoke.json")
+    chance = 1 / 12
+    for arm, metrics in rec["arms"].items():
+        assert metrics["knn_top1"][0] > 2 * chance, arm
+    for arm, curve in rec["curves"].items():
+        assert len(curve) > 3 and curve[-1][1] < curve[0][1], f"{arm}: loss did not go down"
+    log = (tmp_path / "runs" / "obow" / "smoke" / "obow" / "seed0" / "metrics.jsonl").read_text().splitlines()
+    steps = [r for r in map(json.loads, log) if "perp_b_l1" in r]  # the BoW perplexities are logged
+    assert steps and all(1 <= r["perp_i_l1"] <= r["perp_b_l1"] + 1e-6 <= 64 + 1e-6 for r in steps)
+
+
+def test_cpu_preset_is_the_stated_comparison():
+    exp = PRESETS["cpu"]
+    assert set(exp.arms) == {"simclr", "obow", "obow_vanilla"} and exp.default_seeds >= 3
+    assert [(c.baseline, c.method, c.metric) for c in exp.comparisons] == [
+        ("simclr", "obow", "knn_top1"),
+        ("simclr", "obow", "linear_top1"),
+        ("obow_vanilla", "obow", "knn_top1"),
+    ]
+    shared_keys = ("data", "train_per_class", "backbone", "widths", "num_pools", "epochs", "batch_size", "bf16")
+    for key in shared_keys:  # same backbone, data, epochs and batch for every arm
+        assert len({str(cfg[key]) for cfg in CPU_ARMS.values()}) == 1, key
+    obow, vanilla = CPU_ARMS["obow"], CPU_ARMS["obow_vanilla"]
+    assert obow["levels"] == (-2, -1) and obow["num_patches"] == 5 and obow["crops"][0][0] == 2
+    assert vanilla["levels"] == (-1,) and vanilla["num_patches"] == 0 and vanilla["crops"][0][0] == 1
+    assert obow["num_words"] % obow["batch_size"] == 0
+    assert (obow["inv_delta"], obow["kappa"], obow["base_momentum"]) == (10.0, 5.0, 0.99)  # the R18 config
+
+
+def test_paper_preset_builds_and_steps_once(tmp_path):
+    """ResNet-50 at conv4/conv5, κ=8, δ⁻¹=15: one step on fake 224 + 2×160 + 5×96 px views.
+
+    The model is built with the paper's K = 8192; the step runs with K = 64, as generating 8192
+    classifier weights of 2048-d through a 4096-d hidden layer alone costs ~0.5 TFLOP per step on CPU.
+    """
+    assert PAPER_ARM["batch_size"] == 256 and PAPER_ARM["epochs"] == 200 and PAPER_ARM["lr"] == 0.03
+    assert (PAPER_ARM["num_words"], PAPER_ARM["inv_delta"], PAPER_ARM["kappa"]) == (8192, 15.0, 8.0)
+    torch.manual_seed(0)
+    model = paper_model({**PAPER_ARM, "num_words": 64}, total_steps=10)
+    assert [e.dim for e in model.extractors] == [1024, 2048] and model.backbone.out_dim == 2048
+    assert [g[1].weight.shape for g in model.predictor.generators] == [(4096, 1024), (4096, 2048)]
+
+    class FakeViews:
+        def steps_per_epoch(self, world_size):
+            return 1
+
+        def epoch(self, epoch, seed, rank, world_size, skip=0):
+            g = torch.Generator().manual_seed(0)
+            yield {
+                "teacher": torch.randn(2, 3, 224, 224, generator=g),
+                "crops": [torch.randn(2, 3, 160, 160, generator=g) for _ in range(2)],
+                "patches": [torch.randn(2, 3, 96, 96, generator=g) for _ in range(5)],
+            }
+
+    before = model.backbone.conv1.weight.detach().clone()
+    cfg = TrainConfig(epochs=1, batch_size=2, lr=0.03, weight_decay=1e-4, progress=False)
+    result = fit(model, FakeViews(), cfg, tmp_path)
+    assert result.steps == 1 and math.isfinite(result.history[-1]["loss"])
+    assert not torch.equal(before, model.backbone.conv1.weight)
+    assert [int(e.queue.ptr) for e in model.extractors] == [2, 2]
+
+
+def test_card():
+    assert PAPER.number == 24 and PAPER.package == "obow" and PAPER.arxiv == "2012.11552"
+    assert any(r.value == 73.8 for r in PAPER.reported)

@@ -10,8 +10,11 @@ losses) and gradients (mean over ranks of the local gradients).
 from __future__ import annotations
 
 import importlib
+import os
 import socket
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +42,31 @@ def _loss_and_grad(factory, kwargs, x1, x2, weight):
     return loss.detach(), w.grad.detach()
 
 
-def _worker(rank: int, world: int, cases: list, data: dict, out_dir: str) -> None:
+@contextmanager
+def gloo_worker(rank: int, world: int, port: int) -> Iterator[None]:
+    """Run the body as rank ``rank`` of a CPU (gloo) process group, then end the process cleanly.
+
+    For the worker function of ``torch.multiprocessing.spawn``. After the body succeeds, all ranks
+    meet at a barrier, the group is destroyed, and the process exits with ``os._exit(0)``:
+    the interpreter's own teardown aborts now and then once gloo's threads have run ("terminate
+    called without an active exception", SIGABRT), which would fail a test whose work was done.
+    An exception in the body tears the group down and propagates (``spawn`` reports it).
+    """
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    # a file rendezvous in the call's own temporary folder: no port to race for with other test runs
-    dist.init_process_group("gloo", init_method=f"file://{out_dir}/rendezvous", rank=rank, world_size=world)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
+        yield
+    except BaseException:
+        dist.destroy_process_group()
+        raise
+    dist.barrier()
+    dist.destroy_process_group()
+    os._exit(0)
+
+
+def _worker(rank: int, world: int, port: int, cases: list, data: dict, out_dir: str) -> None:
+    with gloo_worker(rank, world, port):
         n = data["x1"].shape[0] // world
         part = slice(rank * n, (rank + 1) * n)
         results = []
@@ -54,8 +77,6 @@ def _worker(rank: int, world: int, cases: list, data: dict, out_dir: str) -> Non
             results.append({"loss": loss / world, "grad": grad / world})
         if rank == 0:
             torch.save(results, Path(out_dir) / "result.pt")
-    finally:
-        dist.destroy_process_group()
 
 
 def distributed_equivalence(
@@ -79,7 +100,7 @@ def distributed_equivalence(
         "weight": torch.randn(in_dim, dim, generator=g, dtype=torch.float64),
     }
     with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(_worker, args=(world_size, cases, data, tmp), nprocs=world_size, join=True)
+        mp.spawn(_worker, args=(world_size, free_port(), cases, data, tmp), nprocs=world_size, join=True)
         results = torch.load(Path(tmp) / "result.pt")
     out = []
     for (factory, kwargs), r in zip(cases, results, strict=True):

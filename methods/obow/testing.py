@@ -20,6 +20,7 @@ import torch.multiprocessing as mp
 from methods.obow.bow import BoWExtractor
 from methods.obow.loss import obow_loss
 from methods.obow.predictor import BoWPredictor
+from shared.testing import free_port, gloo_worker
 
 
 def _step(data: dict, part: slice, num_words: int) -> dict[str, torch.Tensor]:
@@ -47,10 +48,8 @@ def _step(data: dict, part: slice, num_words: int) -> dict[str, torch.Tensor]:
     }
 
 
-def _worker(rank: int, world: int, data: dict, num_words: int, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{out_dir}/rendezvous", rank=rank, world_size=world)
-    try:
+def _worker(rank: int, world: int, port: int, data: dict, num_words: int, out_dir: str) -> None:
+    with gloo_worker(rank, world, port):
         n = data["x"].shape[1] // world
         r = _step(data, slice(rank * n, (rank + 1) * n), num_words)
         targets = [torch.empty_like(r["targets"]) for _ in range(world)]
@@ -60,8 +59,6 @@ def _worker(rank: int, world: int, data: dict, num_words: int, out_dir: str) -> 
             r[key] /= world
         if rank == 0:
             torch.save({**r, "targets": torch.cat(targets)}, Path(out_dir) / "result.pt")
-    finally:
-        dist.destroy_process_group()
 
 
 def distributed_obow_check(
@@ -86,6 +83,6 @@ def distributed_obow_check(
         "index": torch.randint(0, positions, (batch,), generator=g),
     }
     with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(_worker, args=(world_size, data, num_words, tmp), nprocs=world_size, join=True)
+        mp.spawn(_worker, args=(world_size, free_port(), data, num_words, tmp), nprocs=world_size, join=True)
         dist_result = torch.load(Path(tmp) / "result.pt")
     return {"single": _step(data, slice(None), num_words), "dist": dist_result}

@@ -8,7 +8,6 @@ gradient averaging the W-process run must equal the single-process run on the wh
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import torch.nn.functional as F
 
 from methods.swav.loss import swav_loss
 from methods.swav.sinkhorn import sinkhorn
-from shared.testing import free_port
+from shared.testing import free_port, gloo_worker
 
 
 def _codes_loss_grad(data: dict, part: slice, kwargs: dict) -> dict[str, torch.Tensor]:
@@ -33,10 +32,7 @@ def _codes_loss_grad(data: dict, part: slice, kwargs: dict) -> dict[str, torch.T
 
 
 def _worker(rank: int, world: int, port: int, data: dict, kwargs: dict, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
+    with gloo_worker(rank, world, port):
         n = data["x"].shape[1] // world
         r = _codes_loss_grad(data, slice(rank * n, (rank + 1) * n), kwargs)
         codes = [torch.empty_like(r["codes"]) for _ in range(world)]
@@ -46,8 +42,6 @@ def _worker(rank: int, world: int, port: int, data: dict, kwargs: dict, out_dir:
         if rank == 0:
             out = {"codes": torch.cat(codes), "loss": r["loss"] / world, "grad": r["grad"] / world}
             torch.save(out, Path(out_dir) / "result.pt")
-    finally:
-        dist.destroy_process_group()
 
 
 def distributed_swav_check(

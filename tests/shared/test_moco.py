@@ -187,6 +187,7 @@ import torch.distributed as dist
 from torch import nn
 
 from shared.moco import MoCo
+from shared.testing import gloo_worker
 
 
 def build():
@@ -219,15 +220,10 @@ def train(model, batches, world, rank):
 
 
 def worker(rank, world, port, batches, out_dir):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
+    with gloo_worker(rank, world, port):
         result = train(build(), batches, world, rank)
         if rank == 0:
             torch.save(result, os.path.join(out_dir, "result.pt"))
-    finally:
-        dist.destroy_process_group()
 '''
 
 

@@ -29,6 +29,14 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
+def run_seconds(environment: dict) -> float:
+    """The record's compute time: its wall time, or, when ``--resume`` reused finished runs (the
+    wall time then covers only the last call), the sum of the per-run training times if larger."""
+    per_run = environment.get("train_seconds_per_run", {})
+    trained = sum(sum(times) for times in per_run.values())
+    return max(environment["wall_seconds"], trained)
+
+
 def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -62,7 +70,7 @@ def render(results_dir: str | os.PathLike = "results") -> str:
             )
             verdict, runtime, claim = (
                 f"**{small['verdict']}**",
-                _minutes(small["environment"]["wall_seconds"]),
+                _minutes(run_seconds(small["environment"])),
                 small["claim"],
             )
         else:
@@ -81,7 +89,7 @@ def render(results_dir: str | os.PathLike = "results") -> str:
             lines.append(
                 f"Setting: {_cell(s.get('summary', ''))}; seeds {r['seeds']}; "
                 f"commit `{r['environment'].get('git_commit', '?')[:12]}`; "
-                f"{r['environment'].get('device', '?')}; {_minutes(r['environment']['wall_seconds'])}."
+                f"{r['environment'].get('device', '?')}; {_minutes(run_seconds(r['environment']))}."
             )
             lines.append("")
             lines.append("| comparison | metric | baseline | method | paired diff ± SE | verdict |")

@@ -126,3 +126,13 @@ def test_report_renders_and_detects_staleness(tmp_path):
     data["verdict"] = data["comparisons"][0]["verdict"]
     (results / "dcl" / "cpu.json").write_text(json.dumps(data))
     assert is_stale(out, results)
+
+
+def test_run_time_counts_runs_reused_by_resume():
+    from shared.report import run_seconds
+
+    fresh = {"wall_seconds": 600.0, "train_seconds_per_run": {"a": [250.0, 250.0]}}
+    resumed = {"wall_seconds": 3.0, "train_seconds_per_run": {"a": [250.0, 250.0], "b": [40.0]}}
+    assert run_seconds(fresh) == 600.0  # evaluation and set-up count too
+    assert run_seconds(resumed) == 540.0
+    assert run_seconds({"wall_seconds": 12.0}) == 12.0

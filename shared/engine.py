@@ -149,6 +149,12 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
     evaluations: list[dict] = field(default_factory=list)
 
+    def final_metrics(self) -> dict[str, float]:
+        """The last evaluation's numbers, without its ``epoch`` and ``step`` stamps."""
+        if not self.evaluations:
+            raise ValueError("the run made no evaluation: give fit() an evaluate function")
+        return {k: v for k, v in self.evaluations[-1].items() if k not in ("epoch", "step")}
+
 
 def step_seed(seed: int, step: int, rank: int) -> int:
     return (seed * 1_000_003 + step * 7_919 + rank * 104_729) % (2**63 - 1)

@@ -162,7 +162,7 @@ def train_small(run: ArmRun) -> ArmResult:
     torch.manual_seed(run.seed)  # paired seeds: same initialisation for every arm of a seed
     model = build_model(cfg, source.steps_per_epoch(1), tc.epochs, run.seed)
     result = fit(model, source, tc, run.run_dir, resume=run.resume, evaluate=fewshot_evaluator(cfg, sets), desc=run.arm)
-    final = {k: v for k, v in result.evaluations[-1].items() if k not in ("epoch", "step")}
+    final = result.final_metrics()
     metrics = {k: v for k, v in final.items() if not k.endswith("_ci95")}
     for prefix in [""] + [f"{n}_" for n in list(sets)[1:]]:
         for k in SHOTS:
@@ -245,7 +245,7 @@ def train_paper(run: ArmRun) -> ArmResult:
         return out
 
     result = fit(model, source, tc, run.run_dir, resume=run.resume, evaluate=evaluate, desc=run.arm)
-    final = {k: v for k, v in result.evaluations[-1].items() if k not in ("epoch", "step")}
+    final = result.final_metrics()
     metrics = {k: v for k, v in final.items() if not k.endswith("_ci95")}
     extras = {"ci95": {k: v for k, v in final.items() if k.endswith("_ci95")}}
     return ArmResult(metrics, result.history, result.evaluations, result.wall_seconds, extras)

@@ -120,8 +120,7 @@ def train_small(run: ArmRun) -> ArmResult:
         evaluate=evaluate,
         desc=f"{run.arm} s{run.seed}",
     )
-    final = result.evaluations[-1]
-    metrics = {k: v for k, v in final.items() if k not in ("epoch", "step")}
+    metrics = result.final_metrics()
     extras = {"train_size": len(train), "train_counts": torch.bincount(train.labels).tolist()}
     return ArmResult(metrics, result.history, result.evaluations, result.wall_seconds, extras)
 
@@ -185,8 +184,7 @@ def train_paper(run: ArmRun) -> ArmResult:
     tc = train_config(cfg, run.seed, run.epochs, run.progress)
     source = LoaderBatches(crops, tc.batch_size, cfg["workers"])
     result = fit(model, source, tc, run.run_dir, resume=run.resume, evaluate=evaluate, desc=run.arm)
-    final = result.evaluations[-1]
-    metrics = {k: v for k, v in final.items() if k not in ("epoch", "step")}
+    metrics = result.final_metrics()
     return ArmResult(metrics, result.history, result.evaluations, result.wall_seconds)
 
 

@@ -115,8 +115,7 @@ def train_small(run: ArmRun) -> ArmResult:
     tc = train_config(cfg, run.seed, run.epochs, run.progress)
     source = InMemoryBatches(train, tc.batch_size)
     result = fit(model, source, tc, run.run_dir, resume=run.resume, evaluate=evaluate, desc=run.arm)
-    final = result.evaluations[-1]
-    metrics = {k: v for k, v in final.items() if k not in ("epoch", "step")}
+    metrics = result.final_metrics()
     extras = {}
     if evaluate.last is not None:  # None only when a resumed run had nothing left to evaluate
         extras["similarity_histograms"] = similarity_histograms(*evaluate.last)
@@ -162,8 +161,7 @@ def train_paper(run: ArmRun) -> ArmResult:
         evaluate=evaluate,
         desc=run.arm,
     )
-    final = result.evaluations[-1]
-    metrics = {k: v for k, v in final.items() if k not in ("epoch", "step")}
+    metrics = result.final_metrics()
     return ArmResult(metrics, result.history, result.evaluations, result.wall_seconds)
 
 

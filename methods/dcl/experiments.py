@@ -15,7 +15,7 @@ import torch
 from methods.dcl.loss import DCLLoss, DCLWLoss
 from shared.augment import AugmentConfig, BatchedSimCLRAugment, eval_transform, simclr_transform, to_model_input
 from shared.backbones import build_backbone
-from shared.data.hub import HubImages, HubViews, load_hub_split
+from shared.data.hub import IMAGENET, IMAGENET_OFFLINE, HubImages, HubViews, load_hub_split
 from shared.data.splits import small_image_splits
 from shared.engine import InMemoryBatches, LoaderBatches, TrainConfig, fit
 from shared.evaluation import knn_accuracy, knn_evaluator, loader_features
@@ -89,13 +89,8 @@ def train_small(run: ArmRun) -> ArmResult:
         evaluate=evaluate,
         desc=f"{run.arm} s{run.seed}",
     )
-    final = result.evaluations[-1]
-    metrics = {k: v for k, v in final.items() if k not in ("epoch", "step")}
+    metrics = result.final_metrics()
     return ArmResult(metrics, result.history, result.evaluations, result.wall_seconds)
-
-
-IMAGENET = "ILSVRC/imagenet-1k"
-IMAGENET_OFFLINE = "no offline copy of ImageNet ships with the project; the paper preset needs the hub"
 
 
 def paper_model(loss: str) -> TwoViewContrastive:

@@ -148,8 +148,7 @@ def train_small(run: ArmRun) -> ArmResult:
         evaluate=evaluate,
         desc=run.arm,
     )
-    final = result.evaluations[-1]
-    metrics = {k: v for k, v in final.items() if k not in ("epoch", "step")}
+    metrics = result.final_metrics()
     extras: dict[str, Any] = {"class_counts": counts.tolist(), "knn_per_class": per_class(model).tolist()}
     if isinstance(model.loss, ISogCLRLoss):
         extras.update(tau_statistics(model.loss.tau.cpu(), train.labels, model.loss.log_s.cpu()))

@@ -18,7 +18,7 @@ from methods.mochi.mixing import HardNegativeMixer
 from shared.augment import AugmentConfig, BatchedSimCLRAugment, eval_transform, simclr_transform, to_model_input
 from shared.backbones import build_backbone
 from shared.data.arrays import ImageArrays
-from shared.data.hub import HubImages, HubViews, load_hub_split
+from shared.data.hub import IMAGENET, IMAGENET_OFFLINE, HubImages, HubViews, load_hub_split
 from shared.data.splits import small_image_splits
 from shared.engine import InMemoryBatches, LoaderBatches, TrainConfig, fit
 from shared.evaluation import extract_features, knn_accuracy, knn_evaluator, loader_features
@@ -105,13 +105,8 @@ def train_small(run: ArmRun) -> ArmResult:
     result = fit(
         model, source, tc, run.run_dir, resume=run.resume, evaluate=small_evaluator(cfg, bank, test), desc=run.arm
     )
-    final = result.evaluations[-1]
-    metrics = {k: v for k, v in final.items() if k not in ("epoch", "step")}
+    metrics = result.final_metrics()
     return ArmResult(metrics, result.history, result.evaluations, result.wall_seconds)
-
-
-IMAGENET = "ILSVRC/imagenet-1k"
-IMAGENET_OFFLINE = "no offline copy of ImageNet ships with the project; the paper preset needs the hub"
 
 
 def paper_model(arm: dict[str, Any], steps_per_epoch: int = 5004) -> MoCo:

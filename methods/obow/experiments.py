@@ -20,7 +20,7 @@ from methods.obow.augment import HubOBoW, ImagePatches, obow_transform
 from methods.obow.model import OBoW
 from shared.augment import AugmentConfig, BatchedSimCLRAugment, eval_transform, to_model_input
 from shared.backbones import build_backbone
-from shared.data.hub import HubImages, load_hub_split
+from shared.data.hub import IMAGENET, IMAGENET_OFFLINE, HubImages, load_hub_split
 from shared.data.splits import small_image_splits
 from shared.engine import InMemoryBatches, LoaderBatches, TrainConfig, fit
 from shared.evaluation import knn_accuracy, knn_evaluator, loader_features
@@ -128,13 +128,8 @@ def train_small(run: ArmRun) -> ArmResult:
         bank, test, preprocess, k=cfg.get("knn_k", 200), temperature=0.1, linear=cfg.get("linear_probe", True)
     )
     result = fit(model, source, tc, run.run_dir, resume=run.resume, evaluate=evaluate, desc=f"{run.arm} s{run.seed}")
-    final = result.evaluations[-1]
-    metrics = {k: v for k, v in final.items() if k not in ("epoch", "step")}
+    metrics = result.final_metrics()
     return ArmResult(metrics, result.history, result.evaluations, result.wall_seconds)
-
-
-IMAGENET = "ILSVRC/imagenet-1k"
-IMAGENET_OFFLINE = "no offline copy of ImageNet ships with the project; the paper preset needs the hub"
 
 
 def paper_model(cfg: dict[str, Any] | None = None, total_steps: int = 1) -> OBoW:

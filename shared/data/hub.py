@@ -12,6 +12,9 @@ import torch
 
 from shared.data.errors import DataUnavailableError
 
+IMAGENET = "ILSVRC/imagenet-1k"
+IMAGENET_OFFLINE = "no offline copy of ImageNet ships with the project; the paper preset needs the hub"
+
 
 def load_hub_split(name: str, split: str, offline_hint: str):
     """``datasets.load_dataset(name, split=split)`` with a clear error when it fails."""

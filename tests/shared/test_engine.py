@@ -154,3 +154,13 @@ def test_train_config_from_arm_reads_fields_and_overrides():
     assert TrainConfig.from_arm(cfg, seed=0, epochs=2).epochs == 2
     with pytest.raises(ValueError, match="lr must be positive"):
         TrainConfig.from_arm({**cfg, "lr": 0.0}, seed=0)
+
+
+def test_fit_result_final_metrics():
+    from shared.engine import FitResult
+
+    r = FitResult(steps=4, epochs_done=2, wall_seconds=1.0, evaluations=[{"epoch": 1, "step": 2, "acc": 0.1}])
+    r.evaluations.append({"epoch": 2, "step": 4, "acc": 0.3, "nll": 1.2})
+    assert r.final_metrics() == {"acc": 0.3, "nll": 1.2}
+    with pytest.raises(ValueError, match="no evaluation"):
+        FitResult(steps=1, epochs_done=1, wall_seconds=0.1).final_metrics()

@@ -84,28 +84,30 @@ def load_package(package: str) -> tuple[PaperCard, dict[str, Experiment]]:
     return card, presets
 
 
+def _rows() -> list[dict]:
+    with open(CATALOGUE, "rb") as f:
+        return tomllib.load(f)["paper"]
+
+
+def _entry(row: dict, implemented: set[str]) -> PaperEntry:
+    card = presets = None
+    if row["package"] in implemented:
+        card, presets = load_package(row["package"])
+    return PaperEntry(row["number"], row["short_name"], row["package"], row["family"], row["tier"], card, presets)
+
+
 def catalogue() -> list[PaperEntry]:
     """All 52 papers, implemented ones with their card and presets, ordered by number."""
-    with open(CATALOGUE, "rb") as f:
-        rows = tomllib.load(f)["paper"]
     implemented = set(implemented_packages())
-    entries = []
-    for row in rows:
-        card = presets = None
-        if row["package"] in implemented:
-            card, presets = load_package(row["package"])
-        entries.append(
-            PaperEntry(row["number"], row["short_name"], row["package"], row["family"], row["tier"], card, presets)
-        )
-    return entries
+    return [_entry(row, implemented) for row in _rows()]
 
 
 def find_paper(name: str) -> PaperEntry:
-    """By package name, number or short name (case-insensitive)."""
+    """By package name, number or short name (case-insensitive); imports only that paper's package."""
     key = name.strip().lower()
-    entries = catalogue()
-    for e in entries:
-        if key in (e.package, str(e.number), f"{e.number:02d}", e.short_name.lower()):
-            return e
-    known = ", ".join(e.package for e in entries if e.implemented)
+    implemented = set(implemented_packages())
+    for row in _rows():
+        if key in (row["package"], str(row["number"]), f"{row['number']:02d}", row["short_name"].lower()):
+            return _entry(row, implemented)
+    known = ", ".join(sorted(implemented))
     raise UnknownPaperError(f"unknown paper {name!r}; implemented papers: {known} (see `repro list`)")

@@ -23,6 +23,7 @@ from shared.data.arrays import ImageArrays, subset_per_class
 from shared.data.fashion_mnist import load_fashion_mnist
 from shared.data.hub import HubImages, HubViews, load_hub_split
 from shared.data.shapes import make_shapes
+from shared.data.splits import FASHION_MNIST_28, SHAPES_RGB
 from shared.engine import InMemoryBatches, LoaderBatches, TrainConfig, fit
 from shared.evaluation import extract_features, loader_features
 from shared.experiment import ArmResult, ArmRun, Comparison, Experiment
@@ -269,16 +270,13 @@ COMMON = dict(
 
 SMOKE_ARM = dict(
     COMMON,
-    data="shapes",
+    **SHAPES_RGB,
     eval_sets=("shapes",),
     base_classes=(0, 1, 2, 3, 4, 5),
     novel_classes=(6, 7, 8, 9, 10, 11),
     train_per_class=24,
     test_per_class=20,
     image_size=32,
-    channels=3,
-    mean=(0.5, 0.5, 0.5),
-    std=(0.5, 0.5, 0.5),
     crop_scale=(0.3, 1.0),
     jitter_strength=0.5,
     backbone="convnet",
@@ -297,15 +295,11 @@ SMOKE_ARM = dict(
 
 CPU_ARM = dict(
     COMMON,
-    data="fashion_mnist",
+    **FASHION_MNIST_28,
     eval_sets=("fashion_mnist", "animal_mnist"),
     base_classes=(0, 1, 2, 3, 4),
     novel_classes=(5, 6, 7, 8, 9),
     train_per_class=2400,
-    image_size=28,
-    channels=1,
-    mean=(0.2860,),
-    std=(0.3530,),
     crop_scale=(0.2, 1.0),
     jitter_strength=0.5,
     backbone="convnet",

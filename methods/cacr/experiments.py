@@ -22,7 +22,7 @@ from shared.augment import AugmentConfig, eval_transform, to_model_input
 from shared.backbones import build_backbone
 from shared.data.arrays import ImageArrays
 from shared.data.hub import HubImages, load_hub_split
-from shared.data.splits import small_image_splits
+from shared.data.splits import FASHION_MNIST_28, SHAPES_RGB, small_image_splits
 from shared.engine import InMemoryBatches, LoaderBatches, TrainConfig, fit
 from shared.evaluation import extract_features, knn_accuracy, knn_predict, linear_probe, loader_features
 from shared.experiment import ArmResult, ArmRun, Comparison, Experiment
@@ -196,14 +196,11 @@ BASELINE_DEFAULTS = dict(temperature=0.2, align_alpha=2.0, unif_t=2.0, lam=1.0)
 
 SMOKE_ARM = dict(
     CACR_DEFAULTS,
+    **SHAPES_RGB,
     **BASELINE_DEFAULTS,
-    data="shapes",
     train_per_class=16,
     test_per_class=10,
     image_size=24,
-    channels=3,
-    mean=(0.5, 0.5, 0.5),
-    std=(0.5, 0.5, 0.5),
     crops=((2, 24, (0.3, 1.0)), (2, 12, (0.1, 0.4))),
     jitter_strength=0.5,
     backbone="convnet",
@@ -224,14 +221,10 @@ LOCAL_CROPS = (3, 14, (0.05, 0.4))  # the ImageNet code's local scale (0.05, 0.4
 
 CPU_ARM = dict(
     CACR_DEFAULTS,
+    **FASHION_MNIST_28,
     **BASELINE_DEFAULTS,
-    data="fashion_mnist",
     train_per_class=1000,
     bank_per_class=500,
-    image_size=28,
-    channels=1,
-    mean=(0.2860,),
-    std=(0.3530,),
     crops=(GLOBAL_CROPS, LOCAL_CROPS),
     jitter_strength=0.5,
     backbone="convnet",

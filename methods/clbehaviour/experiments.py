@@ -24,7 +24,7 @@ from shared.augment import AugmentConfig, BatchedSimCLRAugment, eval_transform, 
 from shared.backbones import build_backbone
 from shared.data.arrays import ImageArrays, subset_per_class
 from shared.data.hub import HubImages, HubViews, load_hub_split
-from shared.data.splits import small_image_splits
+from shared.data.splits import FASHION_MNIST_28, SHAPES_RGB, small_image_splits
 from shared.engine import InMemoryBatches, LoaderBatches, TrainConfig, fit
 from shared.evaluation import extract_features, knn_accuracy, loader_features
 from shared.experiment import ArmResult, ArmRun, Comparison, Experiment
@@ -168,13 +168,10 @@ def train_paper(run: ArmRun) -> ArmResult:
 # --- presets ---------------------------------------------------------------------------
 
 SMOKE_ARM = dict(
-    data="shapes",
+    SHAPES_RGB,
     train_per_class=24,
     test_per_class=10,
     image_size=16,
-    channels=3,
-    mean=(0.5, 0.5, 0.5),
-    std=(0.5, 0.5, 0.5),
     crop_scale=(0.3, 1.0),
     jitter_strength=0.5,
     backbone="convnet",
@@ -192,14 +189,10 @@ SMOKE_ARM = dict(
 )
 
 CPU_ARM = dict(
-    data="fashion_mnist",
+    FASHION_MNIST_28,
     train_per_class=2000,
     bank_per_class=500,
     test_per_class=500,
-    image_size=28,
-    channels=1,
-    mean=(0.2860,),
-    std=(0.3530,),
     crop_scale=(0.2, 1.0),
     jitter_strength=0.5,
     backbone="convnet",

@@ -15,8 +15,8 @@ import torch
 from methods.dcl.loss import DCLLoss, DCLWLoss
 from shared.augment import AugmentConfig, BatchedSimCLRAugment, eval_transform, simclr_transform, to_model_input
 from shared.backbones import build_backbone
-from shared.data.hub import IMAGENET, IMAGENET_OFFLINE, HubImages, HubViews, load_hub_split
-from shared.data.splits import small_image_splits
+from shared.data.hub import IMAGENET, IMAGENET_224, IMAGENET_OFFLINE, HubImages, HubViews, load_hub_split
+from shared.data.splits import FASHION_MNIST_28, SHAPES_RGB, small_image_splits
 from shared.engine import InMemoryBatches, LoaderBatches, TrainConfig, fit
 from shared.evaluation import knn_accuracy, knn_evaluator, loader_features
 from shared.experiment import ArmResult, ArmRun, Comparison, Experiment
@@ -131,13 +131,10 @@ def train_paper(run: ArmRun) -> ArmResult:
 # --- presets ---------------------------------------------------------------------------
 
 SMOKE_ARM = dict(
-    data="shapes",
+    SHAPES_RGB,
     train_per_class=24,
     test_per_class=10,
     image_size=32,
-    channels=3,
-    mean=(0.5, 0.5, 0.5),
-    std=(0.5, 0.5, 0.5),
     crop_scale=(0.3, 1.0),
     jitter_strength=0.5,
     backbone="convnet",
@@ -155,13 +152,9 @@ SMOKE_ARM = dict(
 )
 
 CPU_ARM = dict(
-    data="fashion_mnist",
+    FASHION_MNIST_28,
     train_per_class=2000,
     bank_per_class=1000,
-    image_size=28,
-    channels=1,
-    mean=(0.2860,),
-    std=(0.3530,),
     crop_scale=(0.2, 1.0),
     jitter_strength=0.5,
     backbone="convnet",
@@ -179,11 +172,7 @@ CPU_ARM = dict(
 )
 
 PAPER_ARM = dict(
-    data="imagenet-1k",
-    image_size=224,
-    channels=3,
-    mean=(0.485, 0.456, 0.406),
-    std=(0.229, 0.224, 0.225),
+    IMAGENET_224,
     crop_scale=(0.08, 1.0),
     jitter_strength=1.0,
     blur_p=0.5,

@@ -22,7 +22,7 @@ from shared.augment import AugmentConfig, BatchedSimCLRAugment, to_model_input
 from shared.backbones import build_backbone
 from shared.data.arrays import ImageArrays, long_tailed_subset
 from shared.data.fashion_mnist import load_fashion_mnist
-from shared.data.splits import small_image_splits
+from shared.data.splits import FASHION_MNIST_28, SHAPES_RGB, small_image_splits
 from shared.engine import InMemoryBatches, TrainConfig, fit
 from shared.evaluation import extract_features, knn_predict
 from shared.experiment import ArmResult, ArmRun, Comparison, Experiment
@@ -196,13 +196,9 @@ def train_paper(run: ArmRun) -> ArmResult:
 ISOGCLR_README = dict(tau_min=0.05, tau_max=1.0, rho=0.4, gamma=0.8, beta_u=0.5, eta=0.03, grad_clip=3.0)
 
 SMOKE_ARM = dict(
-    data="shapes",
     train_per_class=16,
     test_per_class=10,
     image_size=24,
-    channels=3,
-    mean=(0.5, 0.5, 0.5),
-    std=(0.5, 0.5, 0.5),
     crop_scale=(0.3, 1.0),
     jitter_strength=0.5,
     backbone="convnet",
@@ -219,17 +215,13 @@ SMOKE_ARM = dict(
     knn_k=20,
     log_every=2,
     **ISOGCLR_README,
+    **SHAPES_RGB,
 )
 
 CPU_ARM = dict(
-    data="fashion_mnist",
     train_per_class=2500,
     imbalance_ratio=0.1,
     bank_per_class=500,
-    image_size=28,
-    channels=1,
-    mean=(0.2860,),
-    std=(0.3530,),
     crop_scale=(0.2, 1.0),
     jitter_strength=0.5,
     backbone="convnet",
@@ -246,6 +238,7 @@ CPU_ARM = dict(
     bf16=True,
     channels_last=True,
     **ISOGCLR_README,
+    **FASHION_MNIST_28,
 )
 
 PAPER_ARM = dict(

@@ -20,8 +20,8 @@ from methods.obow.augment import HubOBoW, ImagePatches, obow_transform
 from methods.obow.model import OBoW
 from shared.augment import AugmentConfig, BatchedSimCLRAugment, eval_transform, to_model_input
 from shared.backbones import build_backbone
-from shared.data.hub import IMAGENET, IMAGENET_OFFLINE, HubImages, load_hub_split
-from shared.data.splits import small_image_splits
+from shared.data.hub import IMAGENET, IMAGENET_224, IMAGENET_OFFLINE, HubImages, load_hub_split
+from shared.data.splits import FASHION_MNIST_28, SHAPES_RGB, small_image_splits
 from shared.engine import InMemoryBatches, LoaderBatches, TrainConfig, fit
 from shared.evaluation import knn_accuracy, knn_evaluator, loader_features
 from shared.experiment import ArmResult, ArmRun, Comparison, Experiment
@@ -185,13 +185,10 @@ OBOW_R18 = dict(
 )
 
 SMOKE_BASE = dict(
-    data="shapes",
+    SHAPES_RGB,
     train_per_class=24,
     test_per_class=10,
     image_size=32,
-    channels=3,
-    mean=(0.5, 0.5, 0.5),
-    std=(0.5, 0.5, 0.5),
     backbone="convnet",
     widths=(8, 16, 32, 32),
     num_pools=2,  # the last two blocks at 8×8: a 6×6 map after the border crop
@@ -233,13 +230,9 @@ SMOKE_ARMS = {
 # official 224 / 160 / 96 px: the teacher sees the full 28 px image, crops are 20 px, patches 12 px
 # cut from a 32 px pre-resize (256 → 32) with a 3 px jitter (24 → 3).
 CPU_BASE = dict(
-    data="fashion_mnist",
+    FASHION_MNIST_28,
     train_per_class=2000,
     bank_per_class=1000,
-    image_size=28,
-    channels=1,
-    mean=(0.2860,),
-    std=(0.3530,),
     backbone="convnet",
     widths=(16, 32, 64, 128),
     num_pools=2,
@@ -283,12 +276,8 @@ CPU_ARMS = {
 }
 
 PAPER_ARM = dict(
+    IMAGENET_224,
     method="obow",
-    data="imagenet-1k",
-    image_size=224,
-    channels=3,
-    mean=(0.485, 0.456, 0.406),
-    std=(0.229, 0.224, 0.225),
     backbone="imagenet_resnet50",
     levels=(-2, -1),  # conv4 ("block3") and conv5 ("block4")
     num_words=8192,

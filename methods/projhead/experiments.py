@@ -36,6 +36,7 @@ from shared.data.arrays import ImageArrays, subset_per_class
 from shared.data.fashion_mnist import load_fashion_mnist
 from shared.data.hub import HubImages, HubViews, load_hub_split
 from shared.data.shapes import SHAPE_COLOURS, SHAPE_KINDS, make_shapes
+from shared.data.splits import FASHION_MNIST_28
 from shared.engine import InMemoryBatches, LoaderBatches, TrainConfig, fit
 from shared.experiment import ArmResult, ArmRun, Comparison, Experiment, config_hash
 from shared.losses import InfoNCELoss
@@ -352,16 +353,12 @@ def _pil_to_uint8(image) -> torch.Tensor:
 # --- presets ---------------------------------------------------------------------------------
 
 SMOKE_ARM = dict(
-    data="fashion_mnist",
+    FASHION_MNIST_28,
     train_per_class=24,
     bank_per_class=20,
     test_per_class=20,
     ood_train_per_class=10,
     ood_test_per_class=10,
-    image_size=28,
-    channels=1,
-    mean=(0.2860,),
-    std=(0.3530,),
     crop_scale=(0.2, 1.0),
     jitter_strength=0.5,
     backbone="convnet",
@@ -379,16 +376,12 @@ SMOKE_ARM = dict(
 )
 
 CPU_ARM = dict(
-    data="fashion_mnist",
+    FASHION_MNIST_28,
     train_per_class=1000,
     bank_per_class=500,
     test_per_class=500,
     ood_train_per_class=100,
     ood_test_per_class=100,
-    image_size=28,
-    channels=1,
-    mean=(0.2860,),
-    std=(0.3530,),
     crop_scale=(0.2, 1.0),
     jitter_strength=0.5,
     backbone="convnet",

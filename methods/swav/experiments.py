@@ -18,8 +18,8 @@ from methods.swav.loss import SwAVLoss
 from methods.swav.model import SwAV
 from shared.augment import AugmentConfig, BatchedSimCLRAugment, eval_transform, to_model_input
 from shared.backbones import build_backbone
-from shared.data.hub import IMAGENET, IMAGENET_OFFLINE, HubImages, load_hub_split
-from shared.data.splits import small_image_splits
+from shared.data.hub import IMAGENET, IMAGENET_224, IMAGENET_OFFLINE, HubImages, load_hub_split
+from shared.data.splits import FASHION_MNIST_28, SHAPES_RGB, small_image_splits
 from shared.engine import InMemoryBatches, LoaderBatches, TrainConfig, fit
 from shared.evaluation import knn_accuracy, knn_evaluator, loader_features
 from shared.experiment import ArmResult, ArmRun, Comparison, Experiment
@@ -144,13 +144,10 @@ SWAV_DEFAULTS = dict(
 
 SMOKE_ARM = dict(
     SWAV_DEFAULTS,
-    data="shapes",
+    **SHAPES_RGB,
     train_per_class=24,
     test_per_class=10,
     image_size=32,
-    channels=3,
-    mean=(0.5, 0.5, 0.5),
-    std=(0.5, 0.5, 0.5),
     crops=((2, 32, (0.3, 1.0)),),
     jitter_strength=0.5,
     backbone="convnet",
@@ -181,13 +178,9 @@ WIDE_LOCAL_CROPS = (4, 14, (0.05, 0.4))  # exploratory: DINO's local range, more
 
 CPU_ARM = dict(
     SWAV_DEFAULTS,
-    data="fashion_mnist",
+    **FASHION_MNIST_28,
     train_per_class=1200,
     bank_per_class=1000,
-    image_size=28,
-    channels=1,
-    mean=(0.2860,),
-    std=(0.3530,),
     crops=(GLOBAL_CROPS,),
     jitter_strength=0.5,
     backbone="convnet",
@@ -215,11 +208,7 @@ CPU_ARMS = {
 
 PAPER_ARM = dict(
     SWAV_DEFAULTS,
-    data="imagenet-1k",
-    image_size=224,
-    channels=3,
-    mean=(0.485, 0.456, 0.406),
-    std=(0.229, 0.224, 0.225),
+    **IMAGENET_224,
     crops=((2, 224, (0.14, 1.0)), (6, 96, (0.05, 0.14))),
     jitter_strength=1.0,
     blur_p=0.5,

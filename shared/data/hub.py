@@ -14,6 +14,10 @@ from shared.data.errors import DataUnavailableError
 
 IMAGENET = "ILSVRC/imagenet-1k"
 IMAGENET_OFFLINE = "no offline copy of ImageNet ships with the project; the paper preset needs the hub"
+# the data half of an ImageNet paper preset's arm config (see ``shared.data.splits.FASHION_MNIST_28``)
+IMAGENET_224 = dict(
+    data="imagenet-1k", image_size=224, channels=3, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)
+)
 
 
 def load_hub_split(name: str, split: str, offline_hint: str):

@@ -9,6 +9,11 @@ from shared.data.arrays import ImageArrays, long_tailed_subset, subset_per_class
 from shared.data.fashion_mnist import load_fashion_mnist
 from shared.data.shapes import make_shapes
 
+# The data half of an arm's config, shared by the presets that use these sets; a preset adds its
+# sizes (``train_per_class``, ...) and the method's settings: ``dict(FASHION_MNIST_28, train_per_class=2000, ...)``.
+FASHION_MNIST_28 = dict(data="fashion_mnist", image_size=28, channels=1, mean=(0.2860,), std=(0.3530,))
+SHAPES_RGB = dict(data="shapes", channels=3, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))  # + image_size
+
 
 def small_image_splits(
     cfg: Mapping[str, Any], data_dir: str | None = None

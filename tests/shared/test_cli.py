@@ -35,6 +35,25 @@ def test_unknown_preset(capsys):
     assert "unknown preset 'huge'" in capsys.readouterr().err
 
 
+def test_run_imports_only_the_named_paper(monkeypatch):
+    """A broken package elsewhere in methods/ must not stop `repro run` of another paper."""
+    from shared import registry
+
+    real = registry.load_package
+
+    def load_or_fail(package: str):
+        if package != "dcl":
+            raise TypeError(f"methods.{package} is broken")
+        return real(package)
+
+    monkeypatch.setattr(registry, "load_package", load_or_fail)
+    entry = registry.find_paper("DCL")
+    assert entry.implemented and entry.package == "dcl" and "smoke" in entry.presets
+    assert registry.find_paper("11").package == "dcl"
+    with pytest.raises(TypeError, match="is broken"):
+        registry.catalogue()
+
+
 def test_unimplemented_paper(capsys):
     assert main(["run", "seem"]) == 2
     assert "not implemented yet" in capsys.readouterr().err

@@ -1,0 +1,147 @@
+"""SupReMix presets: the smoke run learns, the cpu preset is the stated comparison, the paper preset steps."""
+
+import pytest
+import torch
+
+from methods.supremix import PAPER, PRESETS
+from methods.supremix.data import RegressionSet, TensorBatches, agedb_csv, diabetes, rotate_images
+from methods.supremix.evaluation import mean_predictor_mae, ordinality, ridge_probe_mae, spearman
+from methods.supremix.experiments import METHODS, PAPER_ARM, load_data, make_loss, paper_model, train_paper
+from methods.supremix.model import ContrastiveRegression, DirectRegression, FeatureNoise, ImageRegressionAugment
+from shared.cli import main
+from shared.data.errors import DataUnavailableError
+from shared.engine import TrainConfig, fit
+from shared.experiment import ArmRun
+from shared.results import read_record
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("smoke")
+    args = ["run", "supremix", "--preset", "smoke", "--out", str(tmp / "out"), "--run-dir", str(tmp / "runs")]
+    assert main([*args, "--no-progress"]) == 0
+    return read_record(tmp / "out" / "supremix" / "smoke.json")
+
+
+def test_smoke_run_learns_and_writes_a_valid_record(smoke):
+    assert set(smoke["arms"]) == {f"{d}_{m}" for d in ("fmnist", "diabetes") for m in METHODS}
+    for data in ("fmnist", "diabetes"):
+        chance = smoke["analysis"][data]["mean_predictor_mae"]
+        for m in METHODS:
+            mae = smoke["arms"][f"{data}_{m}"]["mae"][0]
+            assert mae < 0.9 * chance, (data, m, mae, chance)  # beats predicting the training mean
+    assert all(curve and all(torch.isfinite(torch.tensor(p[1])) for p in curve) for curve in smoke["curves"].values())
+    assert smoke["analysis"]["fmnist"]["strongest_baseline"] in METHODS[1:]
+
+
+def test_cpu_preset_is_the_stated_comparison():
+    exp = PRESETS["cpu"]
+    assert set(exp.arms) == {f"{d}_{m}" for d in ("fmnist", "diabetes") for m in METHODS}
+    assert exp.default_seeds >= 3
+    head = exp.comparisons[0]
+    assert head.method == "fmnist_supremix" and head.metric == "mae" and head.direction == "less"
+    assert head.baseline.startswith("fmnist_") and head.baseline != "fmnist_supremix"
+    for data in ("fmnist", "diabetes"):
+        base = {k: v for k, v in exp.arms[f"{data}_supremix"].items() if k != "method"}
+        for m in METHODS:  # same data, encoder, batch, optimiser, epochs: only the method differs
+            assert {k: v for k, v in exp.arms[f"{data}_{m}"].items() if k != "method"} == base
+        assert base["batch_size"] == 64 and base["temperature"] == 0.3 and base["window"] == 5.0
+
+
+def test_paper_preset_builds_and_steps_once(tmp_path):
+    """ResNet-50 + 2048-2048-128 head + SupReMix, one Adam step on fake views (no data, no training)."""
+    assert PAPER_ARM["batch_size"] == 64 and PAPER_ARM["epochs"] == 100 and PAPER_ARM["lr"] == 1e-3
+    assert PAPER_ARM["temperature"] == 0.3 and PAPER_ARM["neg_beta"] == (2.0, 8.0)
+    model = paper_model("supremix")
+    assert model.encoder.out_dim == 2048 and model.head[-1].out_features == 128
+
+    class FakeViews:
+        def steps_per_epoch(self, world_size):
+            return 1
+
+        def epoch(self, epoch, seed, rank, world_size, skip=0):
+            g = torch.Generator().manual_seed(0)
+            views = (torch.randn(4, 3, 64, 64, generator=g), torch.randn(4, 3, 64, 64, generator=g))
+            yield {"views": views, "targets": torch.tensor([20.0, 23.0, 25.0, 61.0])}
+
+    before = model.encoder.conv1.weight.detach().clone()
+    cfg = TrainConfig(epochs=1, batch_size=4, lr=1e-3, optimizer="adam", progress=False)
+    assert fit(model, FakeViews(), cfg, tmp_path).steps == 1
+    assert not torch.equal(before, model.encoder.conv1.weight)
+
+
+def test_paper_preset_names_the_missing_data(tmp_path, monkeypatch):
+    monkeypatch.delenv("REPRO_DATA_DIR", raising=False)
+    run = ArmRun("supremix", PRESETS["paper"].arms["supremix"], 0, tmp_path / "r", False, str(tmp_path), None, False)
+    with pytest.raises(DataUnavailableError, match=r"AgeDB-DIR.*agedb\.csv"):
+        train_paper(run)
+    (tmp_path / "agedb.csv").write_text("path,age,split\n")
+    assert agedb_csv(str(tmp_path)) == tmp_path / "agedb.csv"
+
+
+def test_augmentations_keep_the_target():
+    images = torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.uint8)
+    aug = ImageRegressionAugment((0.5,), (0.5,), shift=0.0, zoom=0.0, jitter=0.0)
+    assert torch.allclose(aug(images), (images.float() / 255 - 0.5) / 0.5, atol=1e-5)  # identity at zero strength
+    x = torch.randn(6, 10)
+    assert torch.equal(FeatureNoise(0.0)(x), x)
+    # rotating by 0 degrees is the identity, by 90 a transpose-flip
+    sq = torch.randint(0, 256, (2, 1, 8, 8), dtype=torch.uint8)
+    assert torch.equal(rotate_images(sq, torch.tensor([0, 0])), sq)
+    assert torch.equal(rotate_images(sq, torch.tensor([90, 90])), sq.rot90(1, (2, 3)))
+
+
+def test_probe_and_ordinality_hand_cases():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 5, generator=g)
+    y = x @ torch.tensor([1.0, -2.0, 0.5, 0.0, 3.0]) + 7
+    assert ridge_probe_mae(x[:150], y[:150], x[150:], y[150:], ridge=0.0) < 1e-6  # exact linear target
+    assert mean_predictor_mae(torch.tensor([0.0, 2.0]), torch.tensor([1.0, 3.0])) == pytest.approx(1.0)
+    assert spearman(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([10.0, 20.0, 35.0])) == pytest.approx(1.0)
+    assert spearman(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([3.0, 2.0, 1.0])) == pytest.approx(-1.0)
+    angles = torch.linspace(0, 1.5, 30)  # embeddings on an arc: distance grows with the label gap
+    feats = torch.stack([angles.cos(), angles.sin()], 1)
+    assert ordinality(feats, angles) == pytest.approx(1.0, abs=1e-3)  # ties broken by rounding
+
+
+def test_models_step_on_tabular_data(tmp_path):
+    train, _ = diabetes()
+    assert len(train) == 342 and train.inputs.shape == (342, 10)
+    cfg = dict(PRESETS["smoke"].arms["diabetes_supremix"])
+    from methods.supremix.experiments import build_model
+
+    for method in METHODS:
+        model = build_model({**cfg, "method": method}, train)
+        assert isinstance(model, DirectRegression if method == "l1" else ContrastiveRegression)
+        tc = TrainConfig(epochs=1, batch_size=64, lr=1e-3, optimizer="adam", max_steps=2, progress=False)
+        assert fit(model, TensorBatches(train, 64), tc, tmp_path / method).steps == 2
+
+
+def test_error_paths():
+    with pytest.raises(ValueError, match="unknown contrastive method"):
+        make_loss({"method": "triplet", "temperature": 0.3})
+    with pytest.raises(ValueError, match="unknown data"):
+        load_data({"data": "cifar"})
+    with pytest.raises(ValueError, match="targets must have shape"):
+        RegressionSet(torch.zeros(3, 2), torch.zeros(4), "x")
+    with pytest.raises(ValueError, match="exceeds"):
+        TensorBatches(RegressionSet(torch.zeros(3, 2), torch.zeros(3), "x"), 8)
+    with pytest.raises(ValueError, match="uint8"):
+        ImageRegressionAugment((0.5,), (0.5,))(torch.zeros(2, 1, 4, 4))
+    with pytest.raises(ValueError, match="ridge"):
+        ridge_probe_mae(torch.zeros(3, 2), torch.zeros(3), torch.zeros(3, 2), torch.zeros(3), ridge=-1)
+    with pytest.raises(ValueError, match="label_unit"):
+        ContrastiveRegression(
+            torch.nn.Identity(),
+            torch.nn.Identity(),
+            make_loss({"method": "supcon", "temperature": 0.3}),
+            None,
+            label_unit=0,
+        )
+    with pytest.raises(ValueError, match="max_angle"):
+        load_data({"data": "rotated_fashion_mnist", "train_size": 10, "test_size": 10, "max_angle": 0})
+
+
+def test_card():
+    assert PAPER.number == 10 and PAPER.package == "supremix" and PAPER.arxiv == "2309.16633"
+    assert any("verify" in str(r.value) or "verify" in r.source for r in PAPER.reported)

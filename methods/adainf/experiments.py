@@ -1,0 +1,412 @@
+"""AdaInf's presets: ``smoke`` (seconds), ``cpu`` (the claim at small scale), ``paper`` (CIFAR-10).
+
+The claim (ICLR 2024, Table/README): inflating the training set with generated images does not
+always help contrastive learning — vanilla inflation (N = 1, |G| = 20·|R|) with the default strong
+augmentation can hurt — while AdaInf (real data re-weighted N = 10 : 1 and weaker augmentation)
+helps: SimCLR on CIFAR-10, 91.56 (none) / 91.38 (vanilla) / 93.42 (AdaInf) linear top-1.
+
+At small scale: SimCLR (InfoNCE, τ = 0.2) with a ConvNet on 2,000 real Fashion-MNIST images and
+40,000 images of a PCA + Gaussian-mixture generator fitted on them (the same 20 : 1 ratio as
+CIFAR-10's 50k vs 1M), the grid {no inflation, vanilla N = 1, AdaInf N = 10} × {strong, weak}
+augmentation, every arm the same number of steps, linear-probe and kNN top-1 on the test split.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from methods.adainf.augment import STRENGTHS, strength
+from methods.adainf.generator import GeneratorConfig, generated_set, load_generated_npz
+from methods.adainf.inflation import InflatedBatches, InflatedData
+from shared.augment import BatchedSimCLRAugment, to_model_input
+from shared.backbones import build_backbone
+from shared.data.arrays import ImageArrays
+from shared.data.splits import small_image_splits
+from shared.engine import TrainConfig, fit
+from shared.evaluation import extract_features, knn_accuracy, linear_probe
+from shared.experiment import ArmResult, ArmRun, Comparison, Experiment
+from shared.heads import mlp_head
+from shared.losses import InfoNCELoss
+from shared.ssl import TwoViewContrastive
+
+INFLATIONS = {"none": 0, "vanilla": 1, "adainf": 10}
+"""Inflation name → copies N of the real set (0: no generated data, D = R)."""
+
+
+def inflation_copies(name: str) -> int:
+    if name not in INFLATIONS:
+        raise ValueError(f"unknown inflation {name!r}; choose from {tuple(INFLATIONS)}")
+    return INFLATIONS[name]
+
+
+def build_model(cfg: dict[str, Any]) -> TwoViewContrastive:
+    """SimCLR: backbone → 2-layer MLP projector → InfoNCE(τ); views by the arm's augmentation strength."""
+    backbone = build_backbone(cfg["backbone"], cfg["channels"], cfg.get("widths"))
+    head = mlp_head(backbone.out_dim, cfg["head_hidden"], cfg["head_out"], num_layers=2)
+    augment = None
+    if cfg.get("batched_augment", True):
+        aug = strength(cfg["augmentation"]).to_config(cfg["image_size"], tuple(cfg["mean"]), tuple(cfg["std"]))
+        augment = BatchedSimCLRAugment(aug)
+    loss = InfoNCELoss(cfg["temperature"])
+    return TwoViewContrastive(backbone, head, loss, augment, channels_last=cfg.get("channels_last", False))
+
+
+def inflated_data(cfg: dict[str, Any], real: ImageArrays) -> tuple[InflatedData, dict[str, Any]]:
+    """D for the arm's inflation, with the generator fitted on ``real`` (or loaded from its cache)."""
+    copies = inflation_copies(cfg["inflation"])
+    if copies == 0:
+        return InflatedData(real), {"generator": None}
+    gen = generated_set(
+        real,
+        GeneratorConfig.from_arm(cfg),
+        cfg["n_generated"],
+        cfg.get("generator_sample_seed", 0),
+        cfg.get("generator_cache"),
+    )
+    info = {
+        "generator": {
+            "path": str(gen.path),
+            "from_cache": gen.from_cache,
+            "seconds": round(gen.fit_seconds, 2),
+        }
+    }
+    return InflatedData(real, gen.data, copies), info
+
+
+def real_only_evaluator(bank: ImageArrays, test: ImageArrays, cfg: dict[str, Any]):
+    """kNN top-1 (k = 200, T = 0.1) and a linear probe on frozen backbone features, on real labelled
+    images only: generated images (label −1) never enter the evaluation."""
+    for split in (bank, test):
+        if bool((split.labels < 0).any()):
+            raise ValueError(f"{split.name} holds generated images (label -1); evaluation uses real data only")
+
+    def preprocess(x: torch.Tensor) -> torch.Tensor:
+        return to_model_input(x, cfg["image_size"], tuple(cfg["mean"]), tuple(cfg["std"]))
+
+    def evaluate(model: torch.nn.Module) -> dict[str, float]:
+        net = model.backbone
+        device = next(net.parameters()).device
+        ftr = extract_features(net, bank.images, preprocess, device=device)
+        fte = extract_features(net, test.images, preprocess, device=device)
+        k = cfg.get("knn_k", 200)
+        out = {"knn_top1": knn_accuracy(ftr, bank.labels, fte, test.labels, bank.num_classes, k, 0.1)}
+        if cfg.get("linear_probe", True):
+            epochs = cfg.get("probe_epochs", 100)
+            out["linear_top1"] = linear_probe(ftr, bank.labels, fte, test.labels, bank.num_classes, epochs=epochs)
+        return out
+
+    return evaluate
+
+
+def train_config(cfg: dict[str, Any], seed: int, epochs: int | None, progress: bool) -> TrainConfig:
+    return TrainConfig.from_arm(cfg, seed, epochs, progress)
+
+
+def train_small(run: ArmRun) -> ArmResult:
+    """One (arm, seed): fit/load the generator, inflate, train SimCLR a fixed number of steps, evaluate."""
+    cfg = run.config
+    real, bank, test = small_image_splits(cfg, run.data_dir)
+    data, info = inflated_data(cfg, real)
+    torch.manual_seed(run.seed)  # paired seeds: same initialisation for every arm of a seed
+    model = build_model(cfg)
+    tc = train_config(cfg, run.seed, run.epochs, run.progress)
+    source = InflatedBatches(data, tc.batch_size)
+    result = fit(
+        model,
+        source,
+        tc,
+        run.run_dir,
+        resume=run.resume,
+        evaluate=real_only_evaluator(bank, test, cfg),
+        desc=f"{run.arm} s{run.seed}",
+    )
+    extras = {
+        **info,
+        "copies": data.copies,
+        "num_real": data.num_real,
+        "num_generated": data.num_generated,
+        "len_D": len(data),
+        "real_fraction": data.real_fraction(),
+        "real_image_probability": data.real_image_probability(),
+        "drawn": source.drawn,
+        "drawn_real": source.drawn_real,
+    }
+    return ArmResult(result.final_metrics(), result.history, result.evaluations, result.wall_seconds, extras)
+
+
+# --- paper scale -----------------------------------------------------------------------
+
+CIFAR10 = "uoft-cs/cifar10"
+CIFAR10_OFFLINE = "no offline copy of CIFAR-10 ships with the project; the paper preset needs the hub"
+CIFAR10_CLASSES = tuple(str(i) for i in range(10))
+
+
+def generated_npz_path(cfg: dict[str, Any]) -> str | None:
+    return cfg.get("generated_npz") or os.environ.get("ADAINF_GENERATED_NPZ")
+
+
+def paper_model(augmentation: str = "weak") -> TwoViewContrastive:
+    """CIFAR ResNet-18 + 512→2048→256 projector, InfoNCE τ = 0.2 (solo-learn ``simclr.yaml``)."""
+    return build_model({**PAPER_ARM, "augmentation": augmentation})
+
+
+def train_paper(run: ArmRun) -> ArmResult:
+    """CIFAR-10 (hub) inflated with a user-supplied generated .npz; needs a GPU (``accelerate launch``)."""
+    from shared.data.hub import load_hub_split
+
+    cfg = run.config
+    generated = None
+    if inflation_copies(cfg["inflation"]) > 0:  # fail before any download when the file is missing
+        path = generated_npz_path(cfg)
+        if path is None:
+            raise FileNotFoundError(
+                f"arm {run.arm!r} inflates with generated data: set the arm's 'generated_npz' or "
+                "$ADAINF_GENERATED_NPZ to the paper's generated CIFAR-10 .npz (see methods/adainf/README.md)"
+            )
+        generated = load_generated_npz(path, CIFAR10_CLASSES)
+
+    def arrays(split: str) -> ImageArrays:
+        ds = load_hub_split(CIFAR10, split, CIFAR10_OFFLINE)
+        images = torch.from_numpy(np.stack([np.asarray(im) for im in ds["img"]])).permute(0, 3, 1, 2).contiguous()
+        return ImageArrays(images, torch.as_tensor(ds["label"]), CIFAR10_CLASSES, f"cifar10-{split}")
+
+    real, test = arrays("train"), arrays("test")
+    data = InflatedData(real, generated, max(1, inflation_copies(cfg["inflation"])))
+    torch.manual_seed(run.seed)
+    model = build_model(cfg)
+    tc = train_config(cfg, run.seed, run.epochs, run.progress)
+    result = fit(
+        model,
+        InflatedBatches(data, tc.batch_size),
+        tc,
+        run.run_dir,
+        resume=run.resume,
+        evaluate=real_only_evaluator(real, test, cfg),
+        desc=run.arm,
+    )
+    return ArmResult(result.final_metrics(), result.history, result.evaluations, result.wall_seconds)
+
+
+# --- analysis ------------------------------------------------------------------------------
+
+
+def grid_analysis(record: dict, results: dict[str, list[ArmResult]], out_prefix: Path) -> dict[str, Any]:
+    """The (inflation × augmentation) table of means, the best strength per inflation, the real share
+    of the draws, and a figure of real vs generated images (``<prefix>_samples.png``)."""
+    metric = "linear_top1" if all("linear_top1" in m for m in record["arms"].values()) else "knn_top1"
+    table: dict[str, dict[str, float]] = {}
+    for arm, metrics in record["arms"].items():
+        infl, aug = arm.rsplit("_", 1)
+        table.setdefault(infl, {})[aug] = float(np.mean(metrics[metric]))
+    best = {infl: max(row, key=row.get) for infl, row in table.items() if len(row) > 1}
+    weak_minus_strong = {infl: row["weak"] - row["strong"] for infl, row in table.items() if len(row) > 1}
+    shares = {
+        arm: {
+            "expected": rs[0].extras.get("real_fraction"),
+            "observed": (rs[0].extras["drawn_real"] / rs[0].extras["drawn"]) if rs[0].extras.get("drawn") else None,
+        }
+        for arm, rs in results.items()
+        if rs[0].extras
+    }
+    generators = [r.extras.get("generator") for rs in results.values() for r in rs if r.extras.get("generator")]
+    out = {
+        "metric": metric,
+        "mean_by_inflation_and_augmentation": table,
+        "best_augmentation": best,
+        "weak_minus_strong": weak_minus_strong,
+        "real_share_of_draws": shares,
+        "generator_fit_seconds": max((g["seconds"] for g in generators if not g["from_cache"]), default=0.0),
+    }
+    if generators:
+        _plot_samples(generators[0]["path"], record, out_prefix)
+    return out
+
+
+def _plot_samples(path: str, record: dict, out_prefix: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cfg = next(iter(record["setting"]["arms"].values()))
+    real, _, _ = small_image_splits(cfg, None)
+    with np.load(path) as f:
+        fake = f["images"][:32]
+    fig, axes = plt.subplots(2, 1, figsize=(8, 2.6))
+    for ax, images, title in ((axes[0], real.images[:32].numpy(), "real"), (axes[1], fake, "generated")):
+        c, h, w = images.shape[1:]
+        grid = images[:, :, :, :].transpose(0, 2, 3, 1).reshape(2, 16, h, w, c).transpose(0, 2, 1, 3, 4)
+        grid = grid.reshape(2 * h, 16 * w, c)
+        ax.imshow(grid.squeeze(-1) if c == 1 else grid, cmap="gray" if c == 1 else None)
+        ax.set_title(title, fontsize=8)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(f"{out_prefix}_samples.png", dpi=90)
+    plt.close(fig)
+
+
+# --- presets ---------------------------------------------------------------------------
+
+SMOKE_ARM = dict(
+    data="shapes",
+    train_per_class=24,
+    test_per_class=10,
+    image_size=32,
+    channels=3,
+    mean=(0.5, 0.5, 0.5),
+    std=(0.5, 0.5, 0.5),
+    generator=dict(pca_dim=8, n_components=4, covariance="full", max_iter=20),
+    n_generated=2 * 288,
+    backbone="convnet",
+    widths=(16, 32, 64),
+    head_hidden=64,
+    head_out=32,
+    temperature=0.2,
+    epochs=3,
+    batch_size=32,
+    lr=0.3,
+    optimizer="sgd",
+    weight_decay=5e-4,
+    knn_k=20,
+    linear_probe=False,
+    log_every=2,
+)
+
+CPU_ARM = dict(
+    data="fashion_mnist",
+    train_per_class=200,  # |R| = 2,000 unlabelled real training images
+    bank_per_class=1000,  # evaluation: kNN bank and probe training set, 10,000 labelled real images
+    image_size=28,
+    channels=1,
+    mean=(0.2860,),
+    std=(0.3530,),
+    generator=dict(pca_dim=30, n_components=20, covariance="full", max_iter=100),
+    n_generated=40_000,  # |G| = 20·|R|, as CIFAR-10's 50k real vs 1M generated
+    backbone="convnet",
+    widths=(16, 32, 64, 128),  # half-width ConvNet: 18 runs of 280 steps fit ~10 CPU minutes
+    head_hidden=256,
+    head_out=128,
+    temperature=0.2,
+    epochs=40,  # 40 × (|R| // B) = 280 steps for every arm: 36 passes over R without inflation
+    batch_size=256,
+    lr=0.3,
+    optimizer="sgd",
+    weight_decay=5e-4,
+    warmup_epochs=4,
+    bf16=True,
+    channels_last=True,
+    linear_probe=True,
+)
+
+PAPER_ARM = dict(
+    data="cifar10",
+    image_size=32,
+    channels=3,
+    mean=(0.4914, 0.4822, 0.4465),
+    std=(0.2470, 0.2435, 0.2616),
+    generated_npz=None,  # the paper's 1M generated images; user-supplied (see README)
+    backbone="resnet18",
+    head_hidden=2048,
+    head_out=256,
+    temperature=0.2,
+    epochs=512,  # 512 × 195 steps ≈ the official max_steps 100k at batch 256
+    batch_size=256,
+    lr=0.2,
+    optimizer="lars",
+    weight_decay=1e-4,
+    warmup_epochs=10,
+    bf16=True,
+    sync_batchnorm=True,
+    linear_probe=True,
+    knn_k=200,
+)
+
+CLAIM = (
+    "AdaInf (real data re-weighted 10:1 and weaker augmentation) beats no inflation in linear top-1, "
+    "while vanilla inflation (N=1) with the default strong augmentation does not help (it can hurt)."
+)
+
+
+def _arm(base: dict, inflation: str, augmentation: str) -> tuple[str, dict]:
+    return f"{inflation}_{augmentation}", {**base, "inflation": inflation, "augmentation": augmentation}
+
+
+def _grid(base: dict, cells: list[tuple[str, str]]) -> dict[str, dict]:
+    return dict(_arm(base, i, a) for i, a in cells)
+
+
+FULL_GRID = [(i, a) for a in STRENGTHS for i in INFLATIONS]
+
+
+def comparisons(metric: str) -> list[Comparison]:
+    """Headline first: AdaInf vs no inflation (each with its paper augmentation)."""
+    return [
+        Comparison("AdaInf (N=10, weak aug) vs no inflation (strong aug)", "none_strong", "adainf_weak", metric),
+        Comparison(
+            "vanilla inflation vs none, strong aug (paper: hurts)", "none_strong", "vanilla_strong", metric, "less"
+        ),
+        Comparison("AdaInf vs vanilla inflation (strong aug)", "vanilla_strong", "adainf_weak", metric),
+        Comparison("weak vs strong aug, vanilla inflation", "vanilla_strong", "vanilla_weak", metric),
+        Comparison("weak vs strong aug, AdaInf inflation N=10", "adainf_strong", "adainf_weak", metric),
+        Comparison("weak vs strong aug, no inflation (control)", "none_strong", "none_weak", metric),
+        Comparison("AdaInf N=10 vs none, both weak aug (the data's share)", "none_weak", "adainf_weak", metric),
+    ]
+
+
+PRESETS = {
+    "smoke": Experiment(
+        preset="smoke",
+        description="seconds: shapes 32 px, PCA+GMM generator, none vs AdaInf, 3 epochs, 1 seed",
+        claim=CLAIM,
+        arms=_grid(SMOKE_ARM, [("none", "strong"), ("adainf", "weak")]),
+        comparisons=comparisons("knn_top1")[:1],
+        train_arm=train_small,
+        setting={
+            "summary": "procedural shapes (288 train / 120 test), 576 generated, ConvNet, 3 epochs",
+            "scale": "smoke",
+        },
+        default_seeds=1,
+        eval_metric="knn_top1",
+        analysis=grid_analysis,
+    ),
+    "cpu": Experiment(
+        preset="cpu",
+        description="Fashion-MNIST 2k real + 40k PCA+GMM generated, {none, vanilla, AdaInf} × {strong, weak}, 3 seeds",
+        claim=CLAIM,
+        arms=_grid(CPU_ARM, FULL_GRID),
+        comparisons=comparisons("linear_top1"),
+        train_arm=train_small,
+        setting={
+            "summary": "Fashion-MNIST: |R| = 2,000 real (200/class), |G| = 40,000 from a PCA-30 + 20-component "
+            "full-covariance Gaussian mixture fitted on R (cached); D = [R]×N + [G], N ∈ {1 without G, 1, 10}; "
+            "4-layer ConvNet (16-32-64-128) 28 px, SimCLR InfoNCE τ=0.2, 128→256→128 head; solo-learn "
+            "symmetric (strong) vs symmetric_adainf (weak) augmentation; SGD lr 0.3, wd 5e-4, batch 256, "
+            "4 warmup epochs, cosine, 40 × 7 = 280 steps per arm; bf16 CPU",
+            "scale": "small (CPU)",
+            "metric": "linear-probe top-1 (Adam, 100 epochs) and weighted kNN top-1 (k=200, T=0.1), both trained "
+            "on 10,000 labelled real training images (1000/class), tested on the 10k test split",
+        },
+        eval_metric="linear_top1",
+        analysis=grid_analysis,
+    ),
+    "paper": Experiment(
+        preset="paper",
+        description="CIFAR-10 (hub) + user-supplied 1M generated .npz, ResNet-18 SimCLR, 100k steps (needs GPUs)",
+        claim="SimCLR CIFAR-10 linear top-1: no inflation 91.56, vanilla 91.38, AdaInf 93.42 (official README).",
+        arms=_grid(PAPER_ARM, [("none", "strong"), ("vanilla", "strong"), ("adainf", "weak")]),
+        comparisons=comparisons("linear_top1")[:3],
+        train_arm=train_paper,
+        setting={
+            "summary": "CIFAR-10 50k real + 1M generated (STF, user-supplied .npz), ResNet-18 CIFAR stem, "
+            "projector 2048→256, τ=0.2, LARS lr 0.2 wd 1e-4, batch 256, ~100k steps, warmup-cosine",
+            "scale": "paper",
+        },
+        default_seeds=1,
+        eval_metric="linear_top1",
+    ),
+}

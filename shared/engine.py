@@ -112,7 +112,11 @@ class InMemoryBatches:
         perm = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
         for step in range(skip, self.steps_per_epoch(world_size)):
             idx = perm[step * self.batch_size + rank * local : step * self.batch_size + (rank + 1) * local]
-            yield {"images": self.data.images[idx], "labels": self.data.labels[idx], "index": idx}
+            yield self.batch(idx)
+
+    def batch(self, idx: torch.Tensor) -> dict:
+        """The batch dict of the rows ``idx``; a subclass over other in-memory data overrides it."""
+        return {"images": self.data.images[idx], "labels": self.data.labels[idx], "index": idx}
 
 
 class LoaderBatches:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torchvision.transforms.v2.functional as TF
 
 from shared.data.errors import DataUnavailableError
 from shared.data.fashion_mnist import load_fashion_mnist
+from shared.engine import InMemoryBatches
 
 
 @dataclass
@@ -42,28 +42,12 @@ class RegressionSet:
         return self.inputs.shape[0]
 
 
-class TensorBatches:
-    """The engine's data source for a :class:`RegressionSet`: a (seed, epoch) shuffle, last partial batch dropped.
+class TensorBatches(InMemoryBatches):
+    """The engine's data source for a :class:`RegressionSet`: ``shared.engine.InMemoryBatches``' (seed, epoch)
+    shuffle and rank slicing (last partial batch dropped), with ``inputs`` / ``targets`` batches."""
 
-    With W processes rank r takes slice r of each global batch (as ``shared.engine.InMemoryBatches``).
-    """
-
-    def __init__(self, data: RegressionSet, batch_size: int) -> None:
-        if batch_size > len(data):
-            raise ValueError(f"batch_size {batch_size} exceeds the data set size {len(data)}")
-        self.data, self.batch_size = data, batch_size
-
-    def steps_per_epoch(self, world_size: int) -> int:
-        return len(self.data) // self.batch_size
-
-    def epoch(self, epoch: int, seed: int, rank: int, world_size: int, skip: int = 0) -> Iterator[dict]:
-        if self.batch_size % world_size:
-            raise ValueError(f"batch_size {self.batch_size} is not divisible by {world_size} processes")
-        local = self.batch_size // world_size
-        perm = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-        for step in range(skip, self.steps_per_epoch(world_size)):
-            idx = perm[step * self.batch_size + rank * local : step * self.batch_size + (rank + 1) * local]
-            yield {"inputs": self.data.inputs[idx], "targets": self.data.targets[idx], "index": idx}
+    def batch(self, idx: torch.Tensor) -> dict:
+        return {"inputs": self.data.inputs[idx], "targets": self.data.targets[idx], "index": idx}
 
 
 def rotate_images(images: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,9 @@ ImageNet) applied with p = 0.8, grayscale p = 0.2, Gaussian blur p = 0.5 with a 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +53,21 @@ class AugmentConfig:
                 raise ValueError(f"{name} must be a probability, got {getattr(self, name)}")
         if self.image_size < 1:
             raise ValueError(f"image_size must be positive, got {self.image_size}")
+
+    @classmethod
+    def from_arm(cls, cfg: Mapping[str, Any]) -> AugmentConfig:
+        """From an arm's config: ``image_size``, ``crop_scale``, ``jitter_strength``, ``mean`` and ``std``
+        are required; ``flip_p``, ``jitter_p``, ``grayscale_p`` and ``blur_p`` keep the defaults above
+        unless the arm sets them."""
+        optional = {k: cfg[k] for k in ("flip_p", "jitter_p", "grayscale_p", "blur_p") if k in cfg}
+        return cls(
+            image_size=cfg["image_size"],
+            crop_scale=tuple(cfg["crop_scale"]),
+            jitter_strength=cfg["jitter_strength"],
+            mean=tuple(cfg["mean"]),
+            std=tuple(cfg["std"]),
+            **optional,
+        )
 
     @property
     def jitter(self) -> tuple[float, float, float, float]:

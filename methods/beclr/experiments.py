@@ -68,17 +68,6 @@ def novel_sets(cfg: dict[str, Any], data_dir: str | None) -> dict[str, ImageArra
     return out
 
 
-def augment_config(cfg: dict[str, Any]) -> AugmentConfig:
-    return AugmentConfig(
-        image_size=cfg["image_size"],
-        crop_scale=tuple(cfg["crop_scale"]),
-        jitter_strength=cfg["jitter_strength"],
-        blur_p=cfg.get("blur_p", 0.0),
-        mean=tuple(cfg["mean"]),
-        std=tuple(cfg["std"]),
-    )
-
-
 def dyce_config(cfg: dict[str, Any]) -> DyCEConfig | None:
     """The arm's memory, or None for the no-memory baseline."""
     if not cfg["dyce"]:
@@ -98,7 +87,7 @@ def dyce_config(cfg: dict[str, Any]) -> DyCEConfig | None:
 def build_model(cfg: dict[str, Any], steps_per_epoch: int, epochs: int, seed: int = 0) -> BECLR:
     """BECLR (``dyce: True``) or the same network without memory (``dyce: False``)."""
     backbone = build_backbone(cfg["backbone"], cfg["channels"], cfg.get("widths"))
-    augment = BatchedSimCLRAugment(augment_config(cfg)) if cfg.get("batched_augment", True) else None
+    augment = BatchedSimCLRAugment(AugmentConfig.from_arm(cfg)) if cfg.get("batched_augment", True) else None
     return BECLR(
         backbone,
         out_dim=cfg["out_dim"],
@@ -218,7 +207,9 @@ def train_paper(run: ArmRun) -> ArmResult:
     train_ds = load_hub_split(cfg["data"], "train", MINI_IMAGENET_OFFLINE)
     test_ds = load_hub_split(cfg["data"], "test", MINI_IMAGENET_OFFLINE)
     tc = train_config(cfg, run.seed, run.epochs, run.progress)
-    source = LoaderBatches(HubViews(train_ds, simclr_transform(augment_config(cfg))), tc.batch_size, cfg["workers"])
+    source = LoaderBatches(
+        HubViews(train_ds, simclr_transform(AugmentConfig.from_arm(cfg))), tc.batch_size, cfg["workers"]
+    )
     model = build_model({**cfg, "batched_augment": False}, source.steps_per_epoch(1), tc.epochs, run.seed)
     images = HubImages(test_ds, eval_transform(cfg["image_size"], tuple(cfg["mean"]), tuple(cfg["std"])))
 

@@ -41,22 +41,11 @@ def make_loss(cfg: dict[str, Any]) -> ContrastiveLoss:
     raise ValueError(f"unknown loss {cfg['loss']!r}; choose 'plain' or 'hard'")
 
 
-def augment_config(cfg: dict[str, Any]) -> AugmentConfig:
-    return AugmentConfig(
-        image_size=cfg["image_size"],
-        crop_scale=tuple(cfg["crop_scale"]),
-        jitter_strength=cfg["jitter_strength"],
-        blur_p=cfg.get("blur_p", 0.0),
-        mean=tuple(cfg["mean"]),
-        std=tuple(cfg["std"]),
-    )
-
-
 def build_model(cfg: dict[str, Any]) -> TwoViewContrastive:
     """SimCLR: backbone → 2-layer MLP head (hidden, out) → the arm's contrastive loss."""
     backbone = build_backbone(cfg["backbone"], cfg["channels"], cfg.get("widths"))
     head = mlp_head(backbone.out_dim, cfg["head_hidden"], cfg["head_out"], num_layers=2)
-    augment = BatchedSimCLRAugment(augment_config(cfg)) if cfg.get("batched_augment", True) else None
+    augment = BatchedSimCLRAugment(AugmentConfig.from_arm(cfg)) if cfg.get("batched_augment", True) else None
     return TwoViewContrastive(backbone, head, make_loss(cfg), augment, channels_last=cfg.get("channels_last", False))
 
 
@@ -139,7 +128,7 @@ def train_paper(run: ArmRun) -> ArmResult:
     keys = {"image_key": "img", "label_key": "fine_label"}
     ds = load_hub_split(CIFAR100, "train", CIFAR100_OFFLINE)
     val = load_hub_split(CIFAR100, "test", CIFAR100_OFFLINE)
-    views = HubViews(ds, simclr_transform(augment_config(cfg)), **keys)
+    views = HubViews(ds, simclr_transform(AugmentConfig.from_arm(cfg)), **keys)
     model = build_model({**cfg, "batched_augment": False})
     tf = eval_transform(cfg["image_size"], tuple(cfg["mean"]), tuple(cfg["std"]))
 

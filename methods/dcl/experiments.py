@@ -44,21 +44,9 @@ def build_model(cfg: dict[str, Any]) -> TwoViewContrastive:
     head = mlp_head(backbone.out_dim, cfg["head_hidden"], cfg["head_out"], num_layers=2)
     augment = None
     if cfg.get("batched_augment", True):
-        augment = BatchedSimCLRAugment(augment_config(cfg))
+        augment = BatchedSimCLRAugment(AugmentConfig.from_arm(cfg))
     loss = make_loss(cfg["loss"], cfg["temperature"], cfg.get("sigma", 0.5))
     return TwoViewContrastive(backbone, head, loss, augment, channels_last=cfg.get("channels_last", False))
-
-
-def augment_config(cfg: dict[str, Any]) -> AugmentConfig:
-    mean, std = cfg["mean"], cfg["std"]
-    return AugmentConfig(
-        image_size=cfg["image_size"],
-        crop_scale=tuple(cfg["crop_scale"]),
-        jitter_strength=cfg["jitter_strength"],
-        blur_p=cfg.get("blur_p", 0.0),
-        mean=tuple(mean),
-        std=tuple(std),
-    )
 
 
 def train_config(cfg: dict[str, Any], seed: int, epochs: int | None, progress: bool) -> TrainConfig:
@@ -103,7 +91,7 @@ def train_paper(run: ArmRun) -> ArmResult:
     cfg = run.config
     ds = load_hub_split(IMAGENET, "train", IMAGENET_OFFLINE)
     val = load_hub_split(IMAGENET, "validation", IMAGENET_OFFLINE)
-    views = HubViews(ds, simclr_transform(augment_config(cfg)))
+    views = HubViews(ds, simclr_transform(AugmentConfig.from_arm(cfg)))
     model = paper_model(cfg["loss"])
     evaluate_tf = eval_transform(224, tuple(cfg["mean"]), tuple(cfg["std"]))
     bank = ds.select(range(0, len(ds), cfg["knn_bank_stride"]))

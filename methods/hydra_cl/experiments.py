@@ -42,23 +42,12 @@ def build_gate(cfg: dict[str, Any]) -> OpenGate | None:
     raise ValueError(f"unknown gate {kind!r}; choose 'basic' or 'open'")
 
 
-def augment_config(cfg: dict[str, Any]) -> AugmentConfig:
-    return AugmentConfig(
-        image_size=cfg["image_size"],
-        crop_scale=tuple(cfg["crop_scale"]),
-        jitter_strength=cfg["jitter_strength"],
-        blur_p=cfg.get("blur_p", 0.0),
-        mean=tuple(cfg["mean"]),
-        std=tuple(cfg["std"]),
-    )
-
-
 def build_model(cfg: dict[str, Any], total_steps: int | None = None, steps_per_epoch: int = 1) -> HydraMoCo:
     """Backbone → 3-layer projector (last LayerNorm) → 2-layer predictor; momentum copy; gate; losses."""
     backbone = build_backbone(cfg["backbone"], cfg["channels"], cfg.get("widths"))
     projector = build_mlp(3, backbone.out_dim, cfg["mlp_dim"], cfg["dim"], cfg.get("projector_norm", "ln"))
     predictor = build_mlp(2, cfg["dim"], cfg["mlp_dim"], cfg["dim"], cfg.get("predictor_norm", "none"))
-    augment = BatchedSimCLRAugment(augment_config(cfg)) if cfg.get("batched_augment", True) else None
+    augment = BatchedSimCLRAugment(AugmentConfig.from_arm(cfg)) if cfg.get("batched_augment", True) else None
     return HydraMoCo(
         backbone,
         projector,
@@ -154,7 +143,7 @@ def train_paper(run: ArmRun) -> ArmResult:
     cfg = run.config
     ds = load_hub_split(IMAGENET100, "train", IMAGENET100_OFFLINE)
     val = load_hub_split(IMAGENET100, "validation", IMAGENET100_OFFLINE)
-    views = HubViews(ds, simclr_transform(augment_config(cfg)))
+    views = HubViews(ds, simclr_transform(AugmentConfig.from_arm(cfg)))
     tc = train_config(cfg, run.seed, run.epochs, run.progress)
     steps_per_epoch = len(ds) // tc.batch_size
     model = build_model({**cfg, "batched_augment": False}, tc.epochs * steps_per_epoch, steps_per_epoch)

@@ -52,22 +52,11 @@ def make_loss(cfg: dict[str, Any], num_samples: int) -> nn.Module:
     raise ValueError(f"unknown loss {name!r}; choose from {LOSSES}")
 
 
-def augment_config(cfg: dict[str, Any]) -> AugmentConfig:
-    return AugmentConfig(
-        image_size=cfg["image_size"],
-        crop_scale=tuple(cfg["crop_scale"]),
-        jitter_strength=cfg["jitter_strength"],
-        blur_p=cfg.get("blur_p", 0.0),
-        mean=tuple(cfg["mean"]),
-        std=tuple(cfg["std"]),
-    )
-
-
 def build_model(cfg: dict[str, Any], num_samples: int) -> TwoViewContrastive:
     """backbone → 2-layer MLP head → the arm's loss; SogCLR/iSogCLR read the batch's indices."""
     backbone = build_backbone(cfg["backbone"], cfg["channels"], cfg.get("widths"))
     head = mlp_head(backbone.out_dim, cfg["head_hidden"], cfg["head_out"], num_layers=2)
-    augment = BatchedSimCLRAugment(augment_config(cfg)) if cfg.get("batched_augment", True) else None
+    augment = BatchedSimCLRAugment(AugmentConfig.from_arm(cfg)) if cfg.get("batched_augment", True) else None
     loss = make_loss(cfg, num_samples)
     cls = TwoViewContrastive if isinstance(loss, InfoNCELoss) else IndexedTwoViewContrastive
     return cls(backbone, head, loss, augment, channels_last=cfg.get("channels_last", False))

@@ -54,18 +54,6 @@ def to_group_norm(module: nn.Module, groups: int = 8) -> nn.Module:
     return module
 
 
-def augment_config(cfg: dict[str, Any]) -> AugmentConfig:
-    return AugmentConfig(
-        image_size=cfg["image_size"],
-        crop_scale=tuple(cfg["crop_scale"]),
-        jitter_strength=cfg["jitter_strength"],
-        blur_p=cfg.get("blur_p", 0.0),
-        grayscale_p=cfg.get("grayscale_p", 0.2),
-        mean=tuple(cfg["mean"]),
-        std=tuple(cfg["std"]),
-    )
-
-
 def build_stage_model(cfg: dict[str, Any]) -> StageSimCLR:
     """SimCLR for one stage: backbone (BatchNorm or, with ``norm="group"``, GroupNorm) → 2-layer head."""
     backbone = build_backbone(cfg["backbone"], cfg["channels"], cfg.get("widths"))
@@ -77,7 +65,7 @@ def build_stage_model(cfg: dict[str, Any]) -> StageSimCLR:
     head = mlp_head(backbone.out_dim, cfg["head_hidden"], cfg["head_out"], num_layers=2)
     augment = None
     if cfg.get("batched_augment", True):
-        augment = ColourPreservingAugment(augment_config(cfg))
+        augment = ColourPreservingAugment(AugmentConfig.from_arm(cfg))
     loss = ClusterInfoNCELoss(cfg["temperature"])
     return StageSimCLR(backbone, head, loss, augment=augment, channels_last=cfg.get("channels_last", False))
 
@@ -182,7 +170,7 @@ def train_paper(run: ArmRun) -> ArmResult:
     cfg = run.config
     ds = load_hub_split(cfg["hub_name"], "train", STL10_OFFLINE)
     test = load_hub_split(cfg["hub_name"], "test", STL10_OFFLINE)
-    views = HubViews(ds, simclr_transform(augment_config(cfg)))
+    views = HubViews(ds, simclr_transform(AugmentConfig.from_arm(cfg)))
     eval_tf = eval_transform(cfg["image_size"], tuple(cfg["mean"]), tuple(cfg["std"]))
 
     def features(backbone: nn.Module, data) -> tuple[torch.Tensor, torch.Tensor]:

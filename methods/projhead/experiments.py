@@ -51,20 +51,9 @@ def build_model(cfg: dict[str, Any]) -> TwoViewContrastive:
     """SimCLR: backbone → the arm's head (mlp / reweight / none) → InfoNCE(τ) on two views."""
     backbone = build_backbone(cfg["backbone"], cfg["channels"], cfg.get("widths"))
     head = build_head(cfg["head"], backbone.out_dim, cfg["head_hidden"], cfg["head_out"], cfg.get("kappa", 1.05))
-    augment = BatchedSimCLRAugment(augment_config(cfg)) if cfg.get("batched_augment", True) else None
+    augment = BatchedSimCLRAugment(AugmentConfig.from_arm(cfg)) if cfg.get("batched_augment", True) else None
     loss = InfoNCELoss(cfg["temperature"])
     return TwoViewContrastive(backbone, head, loss, augment, channels_last=cfg.get("channels_last", False))
-
-
-def augment_config(cfg: dict[str, Any]) -> AugmentConfig:
-    return AugmentConfig(
-        image_size=cfg["image_size"],
-        crop_scale=tuple(cfg["crop_scale"]),
-        jitter_strength=cfg["jitter_strength"],
-        blur_p=cfg.get("blur_p", 0.0),
-        mean=tuple(cfg["mean"]),
-        std=tuple(cfg["std"]),
-    )
 
 
 def train_config(cfg: dict[str, Any], seed: int, epochs: int | None, progress: bool) -> TrainConfig:
@@ -307,7 +296,9 @@ def train_paper(run: ArmRun) -> ArmResult:
         )
     c100 = {s: load_hub_split(CIFAR100, s, CIFAR_OFFLINE) for s in ("train", "test")}
     c10 = {s: load_hub_split(CIFAR10, s, CIFAR_OFFLINE) for s in ("train", "test")}
-    views = HubViews(c100["train"], simclr_transform(augment_config(cfg)), image_key="img", label_key="fine_label")
+    views = HubViews(
+        c100["train"], simclr_transform(AugmentConfig.from_arm(cfg)), image_key="img", label_key="fine_label"
+    )
     torch.manual_seed(run.seed)
     model = paper_model(cfg["head"])
     tc = train_config(cfg, run.seed, run.epochs, run.progress)

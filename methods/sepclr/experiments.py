@@ -30,18 +30,6 @@ SPACES = ("c", "s")
 PROBES = ("c_on_common", "c_on_salient", "s_on_common", "s_on_salient")
 
 
-def augment_config(cfg: dict[str, Any]) -> AugmentConfig:
-    """The official kornia pipeline: crop (0.2, 1), flip, jitter (0.4, 0.4, 0.4, 0.1) p 0.8, grey p 0.2."""
-    return AugmentConfig(
-        image_size=cfg["image_size"],
-        crop_scale=tuple(cfg["crop_scale"]),
-        jitter_strength=cfg["jitter_strength"],
-        grayscale_p=cfg.get("grayscale_p", 0.2),
-        mean=tuple(cfg["mean"]),
-        std=tuple(cfg["std"]),
-    )
-
-
 def build_model(cfg: dict[str, Any]) -> SepCLR | SplitSimCLR:
     """The arm's model: ``method`` = ``sepclr`` (two encoders) or ``simclr_split`` (one encoder)."""
     method = cfg["method"]
@@ -49,7 +37,8 @@ def build_model(cfg: dict[str, Any]) -> SepCLR | SplitSimCLR:
     def backbone() -> torch.nn.Module:
         return build_backbone(cfg["backbone"], cfg["channels"], cfg.get("widths"))
 
-    augment = BatchedSimCLRAugment(augment_config(cfg))
+    # the official kornia pipeline: crop (0.2, 1), flip, jitter (0.4, 0.4, 0.4, 0.1) p 0.8, grey p 0.2
+    augment = BatchedSimCLRAugment(AugmentConfig.from_arm(cfg))
     dims = dict(common_dim=cfg["common_dim"], salient_dim=cfg["salient_dim"], head_hidden=cfg["head_hidden"])
     if method == "sepclr":
         loss = SepCLRLoss(cfg["tau"], cfg["beta_salient"], cfg["beta_reg"], cfg["jem_lambda"])

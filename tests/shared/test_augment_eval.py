@@ -89,3 +89,15 @@ def test_knn_and_probe_on_separable_clusters():
     assert linear_probe(x[:400], y[:400], x[400:], y[400:], 5, epochs=30) > 0.95
     with pytest.raises(ValueError, match="k must"):
         knn_accuracy(x, y, x, y, 5, k=0)
+
+
+def test_augment_config_from_arm_reads_required_and_optional_keys():
+    arm = dict(image_size=28, crop_scale=[0.2, 1.0], jitter_strength=0.4, mean=[0.3], std=[0.4], lr=0.1)
+    cfg = AugmentConfig.from_arm(arm)
+    assert cfg == AugmentConfig(image_size=28, crop_scale=(0.2, 1.0), jitter_strength=0.4, mean=(0.3,), std=(0.4,))
+    assert AugmentConfig.from_arm({**arm, "blur_p": 0.5, "grayscale_p": 0.0}).blur_p == 0.5
+    assert AugmentConfig.from_arm({**arm, "grayscale_p": 0.0}).grayscale_p == 0.0
+    with pytest.raises(KeyError):
+        AugmentConfig.from_arm({k: v for k, v in arm.items() if k != "crop_scale"})
+    with pytest.raises(ValueError, match="probability"):
+        AugmentConfig.from_arm({**arm, "jitter_p": 1.5})

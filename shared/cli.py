@@ -55,6 +55,24 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (recorded in the setting)")
     run.add_argument("--arms", default=None, help="comma-separated subset of the preset's arms")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "fp32"),
+        default=None,
+        help="autocast precision of every arm; default: the preset's, where 'bf16' is granted only on devices with "
+        "native bf16 (CUDA, CPUs with AVX512-BF16/AMX) and fp32 elsewhere",
+    )
+    run.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="run a cpu/paper preset on uncommitted code (the record is stamped dirty and the report marks it)",
+    )
+    run.add_argument(
+        "--merge",
+        action="store_true",
+        help="train only --arms and add them to the existing record; its other arms are kept when their settings "
+        "equal the preset's (each arm's commit is recorded)",
+    )
 
     report = sub.add_parser(
         "report",
@@ -75,7 +93,7 @@ def _cmd_list() -> int:
     from shared.registry import catalogue
 
     print(f"{'#':>2}  {'package':<16} {'name':<34} {'tier':<16} {'status':<12} family")
-    for e in catalogue():
+    for e in catalogue(load=False):  # reads the catalogue and the folder names: imports no paper
         status = "implemented" if e.implemented else "planned"
         print(f"{e.number:>2}  {e.package:<16} {e.short_name[:34]:<34} {e.tier[:16]:<16} {status:<12} {e.family}")
     return 0
@@ -92,7 +110,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown preset {args.preset!r} for {entry.package}; choose from {sorted(entry.presets)}")
     if args.epochs is not None and args.epochs < 1:
         raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.data_dir is not None and not Path(args.data_dir).is_dir():
+        raise ValueError(f"--data-dir {args.data_dir} is not a folder (it would silently fall back to other copies)")
     arms = [a.strip() for a in args.arms.split(",")] if args.arms else None
+    if args.merge and not arms:
+        raise ValueError("--merge needs --arms: the arms to train and add to the existing record")
     record = run_experiment(
         entry.card,
         entry.presets[args.preset],
@@ -104,6 +126,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         arms=arms,
         progress=not args.no_progress,
+        allow_dirty=args.allow_dirty,
+        merge=args.merge,
+        precision=args.precision,
     )
     _end_distributed()
     return 0 if record else 1
@@ -118,13 +143,19 @@ def _end_distributed() -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from shared.report import is_stale, write_report
+    from shared.report import is_stale, provenance_problems, write_report
+    from shared.results import load_records
 
     if args.check:
+        problems = provenance_problems(load_records(args.results), Path(args.results).resolve().parent)
+        for problem in problems:
+            print(f"provenance: {problem}", file=sys.stderr)
         if is_stale(args.output, args.results):
             print(f"{args.output} is stale: run `repro report` and commit it", file=sys.stderr)
             return 1
-        print(f"{args.output} is up to date")
+        if problems:
+            return 1
+        print(f"{args.output} is up to date; every record names a commit that contains its code")
         return 0
     print(f"wrote {write_report(args.output, args.results)}")
     return 0
@@ -146,16 +177,49 @@ def _cmd_show(args: argparse.Namespace) -> int:
     for r in c.reported:
         print(f"  {r.metric}: {r.value} ({r.setting}; {r.source})")
     print("\npresets:")
-    for name, exp in e.presets.items():
-        print(f"  {name}: {exp.description}")
+    print(_presets_text(e))
     for path in sorted(Path(args.results, e.package).glob("*.json")):
         print(summary_table(read_record(path)))
     return 0
 
 
+def _presets_text(entry) -> str:
+    """Each preset with its description and arms (the floor arm and headline comparisons marked)."""
+    lines = []
+    for name, exp in entry.presets.items():
+        lines.append(f"  {name}: {exp.description}")
+        lines.append(f"    arms: {', '.join(exp.arms)}")
+        lines += [f"    {'headline' if c.headline else 'also'}: {c.label}" for c in exp.comparisons]
+    return "\n".join(lines)
+
+
+def _run_help_epilog(argv: list[str]) -> str | None:
+    """For ``repro run <paper> --help``: the paper's presets and their arms."""
+    words = [w for w in argv[1:] if not w.startswith("-")]
+    if not words:
+        return None
+    from shared.registry import UnknownPaperError, find_paper
+
+    try:
+        entry = find_paper(words[0])
+    except (UnknownPaperError, ImportError, TypeError):
+        return None
+    if not entry.implemented:
+        return None
+    return f"presets of {entry.package} (--preset) and their arms (--arms):\n{_presets_text(entry)}"
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    parser = _parser()
+    if argv[:1] == ["run"] and {"-h", "--help"} & set(argv):
+        epilog = _run_help_epilog(argv)
+        if epilog:
+            run_parser = parser._subparsers._group_actions[0].choices["run"]
+            run_parser.epilog = epilog
+            run_parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    args = parser.parse_args(argv)
     from shared.data.errors import DataUnavailableError
     from shared.engine import NonFiniteLossError
     from shared.registry import UnknownPaperError
@@ -172,7 +236,30 @@ def main(argv: list[str] | None = None) -> int:
     except (UnknownPaperError, ValueError, TypeError, DataUnavailableError, NonFiniteLossError, RecordError) as exc:
         print(f"repro: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, (UnknownPaperError, ValueError, TypeError)) else 1
+    except OSError as exc:
+        print(f"repro: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        if args.command == "run":
+            print(
+                "\nrepro: interrupted; rerun the same command with --resume to continue where it stopped",
+                file=sys.stderr,
+            )
+        return 130
+
+
+def entry_point() -> None:
+    """The console script: ``main`` with a quiet exit when stdout is closed early (``repro show dcl | head``)."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = 0
+    # stdout may be a dead pipe: point it at devnull so the interpreter's final flush is silent
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry_point()

@@ -31,7 +31,39 @@ from shared.optim import build_optimizer, warmup_cosine
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; training stopped and the last good checkpoint was kept."""
+    """The loss, a gradient or a weight became NaN or infinite; training stopped and the last good
+    checkpoint was kept."""
+
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively: CUDA with bf16, or a CPU with AVX512-BF16 or AMX.
+
+    On other CPUs (AVX2-only) autocast emulates bf16 and runs ~8x slower than fp32.
+    """
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    if "AMX" in torch.backends.cpu.get_cpu_capability():
+        return True
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, bf16_requested: bool, device: torch.device) -> str:
+    """ "bf16" or "fp32" for a run: ``precision`` "bf16"/"fp32" forces it; "auto" uses bf16 when the
+    preset asks for it (``bf16=True``) *and* the device has it natively, fp32 otherwise."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    return "bf16" if bf16_requested and native_bf16(device) else "fp32"
 
 
 @dataclass
@@ -46,7 +78,8 @@ class TrainConfig:
     momentum: float = 0.9
     warmup_epochs: float = 0.0
     final_lr: float = 0.0
-    bf16: bool = False
+    bf16: bool = False  # the preset asks for bf16 autocast; ``precision="auto"`` grants it where native
+    precision: str = "auto"
     channels_last: bool = False
     seed: int = 0
     max_steps: int | None = None
@@ -57,8 +90,10 @@ class TrainConfig:
     sync_batchnorm: bool = False
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+        if self.epochs < 0:  # 0: evaluate the initialisation only (the ``untrained`` floor arm)
+            raise ValueError(f"epochs must be at least 1 (0 for an untrained arm), got {self.epochs}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be at least 2, got {self.batch_size}")
         if self.lr <= 0:
@@ -73,13 +108,16 @@ class TrainConfig:
         ``epochs`` (``repro run --epochs``) wins over ``cfg["epochs"]``; ``overrides`` win over both
         (a paper's lr scaling rule, say ``lr=cfg["lr"] * cfg["batch_size"] / 256``). The optimiser's
         ``momentum`` is never read from the dict (papers use that key for an EMA teacher's momentum):
-        pass it as an override.
+        pass it as an override. An ``untrained`` arm gets zero epochs whatever the rest says.
         """
         names = {f.name for f in fields(cls)} - {"seed", "progress", "momentum"}
         values = {k: cfg[k] for k in names if k in cfg}
         if epochs is not None:
             values["epochs"] = epochs
-        return cls(**{**values, "seed": seed, "progress": progress, **overrides})
+        merged = {**values, "seed": seed, "progress": progress, **overrides}
+        if cfg.get("untrained"):
+            merged["epochs"] = 0
+        return cls(**merged)
 
 
 class DataSource(Protocol):
@@ -170,6 +208,71 @@ def _atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _atomic_write_json(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj))
+    os.replace(tmp, path)
+
+
+_NOT_THE_TRAJECTORY = ("progress", "max_steps", "checkpoint_every", "log_every", "eval_every")
+
+
+def _resume_config(cfg: TrainConfig) -> dict:
+    """What a checkpoint must agree on to be resumed: every setting that shapes the trajectory."""
+    return {k: v for k, v in asdict(cfg).items() if k not in _NOT_THE_TRAJECTORY}
+
+
+def load_checkpoint(path: Path, cfg: TrainConfig) -> dict:
+    """A checkpoint to resume from; a clear error (naming the file) when it is unreadable or made
+    with other settings."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # truncated zip, pickle errors, ...: all mean the same to the user
+        raise ValueError(
+            f"checkpoint {path} is unreadable ({type(exc).__name__}: {exc}); delete it to train this run "
+            f"from the start, or run without --resume"
+        ) from exc
+    saved = state.get("config")
+    if saved is not None:
+        saved = {k: v for k, v in saved.items() if k not in _NOT_THE_TRAJECTORY}
+        now = json.loads(json.dumps(_resume_config(cfg), default=str))
+        saved = json.loads(json.dumps(saved, default=str))
+        changed = sorted(k for k in set(now) | set(saved) if now.get(k) != saved.get(k))
+        if changed:
+            diff = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed)
+            raise ValueError(
+                f"checkpoint {path} was made with other settings ({diff}); delete it to train anew, "
+                f"or run without --resume"
+            )
+    return state
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop the lines a killed run logged after its last checkpoint, so a resume does not repeat steps."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by the kill
+        at = entry["eval"]["step"] if "eval" in entry else entry.get("step", 0)
+        if at <= step:
+            kept.append(line)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(f"{line}\n" for line in kept))
+    os.replace(tmp, path)
+
+
+def _non_finite_tensor(state: Mapping[str, torch.Tensor]) -> str | None:
+    """The name of the first floating tensor of ``state`` that holds NaN/Inf, else None."""
+    for name, tensor in state.items():
+        if torch.is_tensor(tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            return name
+    return None
+
+
 def to_device(obj: Any, device: torch.device) -> Any:
     """Move the tensors of a (nested) batch to ``device``."""
     if torch.is_tensor(obj):
@@ -197,10 +300,13 @@ def fit(
 ) -> FitResult:
     """Train ``method`` on ``source`` for ``cfg.epochs`` epochs (or ``cfg.max_steps`` steps).
 
-    Writes ``checkpoint.pt`` (after every epoch and every ``checkpoint_every`` steps) and
-    ``metrics.jsonl`` under ``run_dir``. ``evaluate(model)`` runs every ``eval_every``
-    epochs and after the last one. Raises :class:`NonFiniteLossError` naming the step
-    when the loss is NaN/Inf; the checkpoint on disk is then the last good one.
+    Writes ``checkpoint.pt`` (after every epoch and every ``checkpoint_every`` steps),
+    ``metrics.jsonl`` and ``run_stats.json`` (precision, images/s) under ``run_dir``.
+    ``evaluate(model)`` runs every ``eval_every`` epochs and after the last one; with
+    ``cfg.epochs == 0`` it runs once on the initialisation. Raises
+    :class:`NonFiniteLossError` naming the step when the loss or a gradient is NaN/Inf
+    (before the optimiser applies it) or a weight is (before a checkpoint is saved); the
+    checkpoint on disk is then the last good one.
     """
     accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
     run_dir = Path(run_dir)
@@ -222,15 +328,26 @@ def fit(
     stop_at = total_steps if cfg.max_steps is None else min(total_steps, cfg.max_steps)
     warmup_steps = round(cfg.warmup_epochs * steps_per_epoch)
 
+    precision = resolve_precision(cfg.precision, cfg.bf16, accelerator.device)
     step, history, evaluations = 0, [], []
     if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        state = load_checkpoint(ckpt_path, cfg)
         _unwrap(accelerator, model).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, history, evaluations = state["step"], state["history"], state["evaluations"]
+        if accelerator.is_main_process:
+            _truncate_metrics(run_dir / "metrics.jsonl", step)
+    elif accelerator.is_main_process:
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
     accelerator.wait_for_everyone()
 
     def save_checkpoint() -> None:
+        bad = _non_finite_tensor(_unwrap(accelerator, model).state_dict())
+        if bad is not None:
+            raise NonFiniteLossError(
+                f"{bad} holds NaN/Inf at step {step}; training stopped before saving it. "
+                f"The last good checkpoint is {ckpt_path if ckpt_path.exists() else 'none (no step finished)'}."
+            )
         if accelerator.is_main_process:
             state = {
                 "model": _unwrap(accelerator, model).state_dict(),
@@ -238,7 +355,7 @@ def fit(
                 "step": step,
                 "history": history,
                 "evaluations": evaluations,
-                "config": asdict(cfg),
+                "config": _resume_config(cfg),
             }
             _atomic_save(state, ckpt_path)
         accelerator.wait_for_everyone()
@@ -256,7 +373,9 @@ def fit(
         log({"eval": result})
 
     start = time.perf_counter()
-    autocast = torch.autocast(device_type=accelerator.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+    train_seconds, steps_here = 0.0, 0
+    autocast = torch.autocast(device_type=accelerator.device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    params = [p for p in model.parameters() if p.requires_grad]
     model.train()
     while step < stop_at:
         epoch, skip = divmod(step, steps_per_epoch)
@@ -269,6 +388,7 @@ def fit(
             mininterval=1.0,
         )
         for batch in source.epoch(epoch, cfg.seed, rank, world, skip):
+            tick = time.perf_counter()
             lr = warmup_cosine(step, total_steps, warmup_steps, cfg.lr, cfg.final_lr)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -277,21 +397,27 @@ def fit(
             with autocast:
                 out = model(batch)
             loss = out["loss"]
-            finite = torch.isfinite(loss.detach().float()).float()
-            if world > 1:
-                finite = accelerator.reduce(finite, reduction="min")
-            if finite.item() < 1:
-                raise NonFiniteLossError(
-                    f"loss is {loss.item()} at step {step} (epoch {epoch + 1}); training stopped. "
-                    f"The last good checkpoint is {ckpt_path if ckpt_path.exists() else 'none (no step finished)'}."
-                )
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
+            # one check (one sync) per step, before the optimiser applies anything: loss and gradients
+            grads = [p.grad for p in params if p.grad is not None]
+            grad_norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+            finite = torch.stack([torch.isfinite(loss.detach().float()), torch.isfinite(grad_norm.float())]).float()
+            if world > 1:
+                finite = accelerator.reduce(finite, reduction="min")
+            if finite.min().item() < 1:
+                what = f"loss is {loss.item()}" if finite[0] < 1 else f"a gradient is NaN/Inf (loss {loss.item():.4g})"
+                raise NonFiniteLossError(
+                    f"{what} at step {step} (epoch {epoch + 1}); training stopped before the update. "
+                    f"The last good checkpoint is {ckpt_path if ckpt_path.exists() else 'none (no step finished)'}."
+                )
             optimizer.step()
             unwrapped = _unwrap(accelerator, model)
             if hasattr(unwrapped, "after_step"):
                 unwrapped.after_step(step)
             step += 1
+            steps_here += 1
+            train_seconds += time.perf_counter() - tick
             bar.update(1)
             if step % cfg.log_every == 0 or step == stop_at:
                 scalars = {
@@ -312,6 +438,16 @@ def fit(
     if evaluate is not None and (not evaluations or evaluations[-1]["step"] != step):
         run_eval(math.ceil(step / steps_per_epoch))
         save_checkpoint()
+    if accelerator.is_main_process:
+        samples = steps_here * cfg.batch_size
+        stats = {
+            "precision": precision,
+            "steps": steps_here,
+            "samples": samples,
+            "train_seconds": round(train_seconds, 3),
+            "samples_per_second": samples / train_seconds if train_seconds > 0 else 0.0,
+        }
+        _atomic_write_json(stats, run_dir / "run_stats.json")
     return FitResult(
         steps=step,
         epochs_done=step // steps_per_epoch,

@@ -18,26 +18,59 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from shared.distributed import get_world_size, is_main_process
+from shared.engine import PRECISIONS
 from shared.registry import PaperCard
-from shared.results import SCHEMA_VERSION, make_comparison, mean_std, paired_verdict, write_record
+from shared.results import (
+    DEFAULT_MIN_GAIN,
+    SCHEMA_VERSION,
+    RecordError,
+    judge,
+    mean_std,
+    paired_verdict,
+    read_record,
+    write_record,
+)
+
+UNTRAINED = "untrained"
+"""The name of the floor arm: the baseline's architecture at its seed's initialisation (or the
+pretrained start of a fine-tuning paper), scored by the same evaluation, never trained."""
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """``method`` beats ``baseline`` on ``metric`` in ``direction`` ("greater"/"less")."""
+    """``method`` beats ``baseline`` on ``metric`` in ``direction`` ("greater"/"less").
+
+    ``headline=True`` marks a part of the paper's claim: the record's verdict is the
+    conjunction of its headline comparisons (when none is marked, the first one is).
+    """
 
     label: str
     baseline: str
     method: str
     metric: str
     direction: str = "greater"
+    headline: bool = False
+
+
+def untrained_arm(config: dict[str, Any]) -> dict[str, Any]:
+    """The floor arm of a preset: ``config`` (the baseline's) evaluated at initialisation.
+
+    ``TrainConfig.from_arm`` turns ``untrained=True`` into zero epochs (whatever ``--epochs``
+    says), so ``fit`` only evaluates; a paper whose training is not one ``fit`` call checks
+    the flag itself.
+    """
+    return {**config, UNTRAINED: True}
+
+
+def is_untrained(config: dict[str, Any]) -> bool:
+    return bool(config.get(UNTRAINED, False))
 
 
 @dataclass
@@ -89,37 +122,89 @@ class Experiment:
     curve_metric: str = "loss"
     eval_metric: str | None = None
     analysis: Analysis | None = None
+    floor_metric: str | None = None
+    floor_direction: str = "greater"
+    min_gain: float = DEFAULT_MIN_GAIN
 
     def __post_init__(self) -> None:
         for c in self.comparisons:
             for arm in (c.baseline, c.method):
                 if arm not in self.arms:
                     raise ValueError(f"comparison {c.label!r} names unknown arm {arm!r}")
+        if self.comparisons and not any(c.headline for c in self.comparisons):
+            self.comparisons = [replace(self.comparisons[0], headline=True), *self.comparisons[1:]]
+        if self.floor_direction not in ("greater", "less"):
+            raise ValueError(f"floor_direction must be 'greater' or 'less', got {self.floor_direction!r}")
+        if self.min_gain < 0:
+            raise ValueError(f"min_gain must be non-negative, got {self.min_gain}")
+
+    @property
+    def headline(self) -> list[Comparison]:
+        return [c for c in self.comparisons if c.headline]
+
+    def floor(self, selected: list[str]) -> dict[str, Any] | None:
+        """The record's floor: the untrained arm, the metric it is judged on, and ``min_gain``."""
+        if UNTRAINED not in selected:
+            return None
+        metric = self.floor_metric or self.headline[0].metric
+        return {"arm": UNTRAINED, "metric": metric, "direction": self.floor_direction, "min_gain": self.min_gain}
 
 
 def config_hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def git_commit() -> str:
+class DirtyTreeError(ValueError):
+    """``repro run`` of a cpu/paper preset on uncommitted or untracked code."""
+
+
+CLEAN_PRESETS = ("cpu", "paper")
+"""Presets whose records are published: they must name a commit that contains their code."""
+
+
+def _git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["git", *args], capture_output=True, text=True, timeout=20, cwd=Path(__file__).resolve().parent
+    )
+
+
+def git_commit(package: str | None = None) -> tuple[str, list[str]]:
+    """(HEAD's commit, the uncommitted or *untracked* paths under ``shared/`` and ``methods/<package>/``).
+
+    ("unknown", []) outside a git checkout.
+    """
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
+        head = _git("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return "unknown", []
+        top = _git("rev-parse", "--show-toplevel").stdout.strip()
+        paths = ["shared"] + ([f"methods/{package}"] if package else ["methods"])
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=all", "--", *paths],
             capture_output=True,
             text=True,
-            timeout=10,
-            cwd=Path(__file__).resolve().parent,
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
+            timeout=20,
+            cwd=top,
+        ).stdout
+        dirty = [line[3:] for line in status.splitlines() if line.strip()]
+        return head.stdout.strip(), dirty
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return "unknown", []
+
+
+def provenance(package: str, preset: str, allow_dirty: bool) -> str:
+    """The commit a record names; refuses (:class:`DirtyTreeError`) a dirty tree for cpu/paper presets."""
+    commit, dirty = git_commit(package)
+    if not dirty:
+        return commit
+    if preset in CLEAN_PRESETS and not allow_dirty:
+        shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
+        raise DirtyTreeError(
+            f"the code of {package} has uncommitted or untracked changes ({shown}). A {preset} record names the "
+            f"commit that made it: commit your changes and rerun, or pass --allow-dirty (the record is then "
+            f"stamped '{commit[:12]}-dirty' and REPRODUCTIONS.md marks it)."
+        )
+    return f"{commit}-dirty"
 
 
 def environment() -> dict[str, str]:
@@ -132,8 +217,43 @@ def environment() -> dict[str, str]:
         "torchvision": torchvision.__version__,
         "accelerate": accelerate.__version__,
     }
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
+    if torch.cuda.is_available():
+        device = torch.cuda.get_device_name(0)
+    else:
+        device = f"cpu ({os.cpu_count()} cores, {torch.backends.cpu.get_cpu_capability()})"
     return {**versions, "device": device, "threads": str(torch.get_num_threads())}
+
+
+def check_writable_dir(path: str | os.PathLike, what: str) -> Path:
+    """Check, before any training, that the folder ``path`` exists and is writable or can be made.
+
+    Creates nothing: the nearest existing folder on the way must be a writable folder.
+    """
+    path = Path(path)
+    for parent in (path, *path.parents):
+        if not parent.exists():
+            continue
+        if not parent.is_dir():
+            raise NotADirectoryError(f"{what} {path}: {parent} is a file, not a folder; choose another path")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise PermissionError(f"{what} {path}: {parent} is not writable; choose another path")
+        return path
+    return path
+
+
+def run_key(config: dict[str, Any], seed: int, epochs: int | None) -> str:
+    """What a finished or interrupted (arm, seed) run must match to be reused by ``--resume``."""
+    return config_hash({"config": config, "seed": seed, "epochs_override": epochs})
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RecordError(
+            f"{path} is unreadable ({type(exc).__name__}: {exc}); delete {path.parent} to rerun this (arm, seed), "
+            f"or run without --resume"
+        ) from exc
 
 
 def _run_one(
@@ -147,22 +267,89 @@ def _run_one(
     progress: bool,
 ) -> ArmResult:
     run_dir = root / arm / f"seed{seed}"
-    final = run_dir / "final.json"
-    if resume and final.exists():
-        saved = json.loads(final.read_text())
-        return ArmResult(
-            saved["metrics"], saved["curve"], saved["evaluations"], saved["wall_seconds"], saved.get("extras", {})
-        )
+    final, marker = run_dir / "final.json", run_dir / "run.json"
+    key = run_key(exp.arms[arm], seed, epochs)
+    if resume and run_dir.exists():
+        saved_key = _read_json(marker).get("run_key") if marker.exists() else None
+        if saved_key != key:
+            print(
+                f"[{arm}, seed {seed}] the run in {run_dir} was made with other settings "
+                f"({'no run.json' if saved_key is None else 'run key ' + saved_key} vs {key}): training it anew",
+                flush=True,
+            )
+            if is_main_process():
+                shutil.rmtree(run_dir)
+        elif final.exists():
+            saved = _read_json(final)
+            if saved.get("run_key") != key:
+                raise RecordError(f"{final} does not match {marker}: delete {run_dir} and rerun")
+            return ArmResult(
+                saved["metrics"], saved["curve"], saved["evaluations"], saved["wall_seconds"], saved.get("extras", {})
+            )
     if not resume and is_main_process() and run_dir.exists():
         shutil.rmtree(run_dir)
+    if is_main_process():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not marker.exists():
+            marker.write_text(
+                json.dumps({"run_key": key, "arm": arm, "seed": seed, "config": exp.arms[arm]}, default=str)
+            )
     spec = ArmRun(arm, exp.arms[arm], seed, run_dir, resume, data_dir, epochs, progress)
     result = exp.train_arm(spec)
     if is_main_process():
-        run_dir.mkdir(parents=True, exist_ok=True)
         tmp = final.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result.__dict__, indent=1))
+        tmp.write_text(json.dumps({**result.__dict__, "run_key": key}, indent=1))
         os.replace(tmp, final)
     return result
+
+
+def _same_config(a: Any, b: Any) -> bool:
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+
+def _kept_from_record(path: Path, exp: Experiment, selected: list[str], n_seeds: int) -> dict:
+    """The old record's arms that ``--merge`` keeps: every arm not being run, checked unchanged."""
+    if not path.exists():
+        raise ValueError(f"--merge needs an existing record at {path}; run the preset without --merge first")
+    old = read_record(path)
+    if len(old["seeds"]) != n_seeds:
+        raise ValueError(
+            f"--merge: {path} has {len(old['seeds'])} seeds, this run {n_seeds}; pass --seeds {len(old['seeds'])}"
+        )
+    kept = [a for a in old["arms"] if a not in selected and a in exp.arms]
+    for arm in kept:
+        if not _same_config(old["setting"]["arms"].get(arm), exp.arms[arm]):
+            raise ValueError(f"--merge: arm {arm!r} in {path} was made with other settings than the preset's; rerun it")
+    return {"record": old, "arms": kept}
+
+
+def _select_arms(exp: Experiment, arms: list[str] | None) -> list[str]:
+    selected = list(arms) if arms else list(exp.arms)
+    duplicated = sorted({a for a in selected if selected.count(a) > 1})
+    if duplicated:
+        raise ValueError(f"arm(s) {duplicated} named twice in --arms")
+    unknown = [a for a in selected if a not in exp.arms]
+    if unknown:
+        raise ValueError(f"unknown arm(s) {unknown}; this preset has {list(exp.arms)}")
+    if UNTRAINED in exp.arms and UNTRAINED not in selected:
+        selected.insert(0, UNTRAINED)  # the floor every verdict is judged against: always measured
+    return selected
+
+
+def _throughput(root: Path, arms: list[str], n_seeds: int) -> dict[str, Any]:
+    """Precision and training images/s per arm, from the ``run_stats.json`` files ``fit`` writes
+    (several per run for papers that train in stages)."""
+    precision, speed = {}, {}
+    for arm in arms:
+        for seed in range(n_seeds):
+            stats = [json.loads(p.read_text()) for p in sorted((root / arm / f"seed{seed}").rglob("run_stats.json"))]
+            stats = [st for st in stats if st.get("steps")]
+            if not stats:
+                continue
+            precision[arm] = stats[-1]["precision"]
+            seconds = sum(st["train_seconds"] for st in stats)
+            speed.setdefault(arm, []).append(round(sum(st["samples"] for st in stats) / seconds, 1) if seconds else 0.0)
+    return {"precision": precision, "samples_per_second": speed}
 
 
 def run_experiment(
@@ -176,20 +363,37 @@ def run_experiment(
     epochs: int | None = None,
     arms: list[str] | None = None,
     progress: bool = True,
+    allow_dirty: bool = False,
+    merge: bool = False,
+    precision: str | None = None,
 ) -> dict:
-    """Train every (arm, seed), write ``<out_dir>/<package>/<preset>.json``, return the record."""
+    """Train every (arm, seed), write ``<out_dir>/<package>/<preset>.json``, return the record.
+
+    ``merge``: train only ``arms`` and add them to the existing record (its other arms are kept
+    when their settings equal the preset's; each arm's commit is recorded). ``precision``
+    ("auto", "bf16", "fp32") overrides every arm's precision.
+    """
     n_seeds = exp.default_seeds if seeds is None else seeds
     if n_seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {n_seeds}")
-    selected = arms if arms else list(exp.arms)
-    unknown = [a for a in selected if a not in exp.arms]
-    if unknown:
-        raise ValueError(f"unknown arm(s) {unknown}; {card.package}/{exp.preset} has {list(exp.arms)}")
-    comparisons = [c for c in exp.comparisons if c.baseline in selected and c.method in selected]
+    if precision is not None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        exp = replace(exp, arms={a: {**c, "precision": precision} for a, c in exp.arms.items()})
+    selected = _select_arms(exp, arms)
+    out_path = Path(out_dir) / card.package / f"{exp.preset}.json"
+    kept = _kept_from_record(out_path, exp, selected, n_seeds) if merge else None
+    all_arms = selected + (kept["arms"] if kept else [])
+    comparisons = [c for c in exp.comparisons if c.baseline in all_arms and c.method in all_arms]
     if not comparisons:
         raise ValueError("the selected arms make no comparison of this preset")
+    if not any(c.headline for c in comparisons):
+        raise ValueError(f"the selected arms leave out every headline comparison ({[c.label for c in exp.headline]})")
+    commit = provenance(card.package, exp.preset, allow_dirty)  # read before any later edit of the tree
     root = Path(run_root) / card.package / exp.preset
-    commit = git_commit()  # the code that trains, read before any later edit of the tree
+    if is_main_process():  # fail now, not after hours of training
+        check_writable_dir(out_path.parent, "--out")
+        check_writable_dir(root, "--run-dir")
     start = time.perf_counter()
     results: dict[str, list[ArmResult]] = {}
     for seed in range(n_seeds):  # seed-major: an interrupted run still has complete pairs
@@ -198,8 +402,32 @@ def run_experiment(
             results.setdefault(arm, []).append(_run_one(exp, arm, seed, root, resume, data_dir, epochs, progress))
     wall = time.perf_counter() - start
     arm_metrics = {a: {m: [r.metrics[m] for r in rs] for m in rs[0].metrics} for a, rs in results.items()}
-    comps = [make_comparison(arm_metrics, c.baseline, c.method, c.metric, c.direction, c.label) for c in comparisons]
-    setting = {**exp.setting, "arms": {a: exp.arms[a] for a in selected}}
+    train_seconds = {a: [round(r.wall_seconds, 1) for r in rs] for a, rs in results.items()}
+    curves = {a: _mean_curve([r.curve for r in rs], exp.curve_metric) for a, rs in results.items()}
+    arm_commits = dict.fromkeys(selected, commit)
+    env_extra: dict[str, Any] = {}
+    if kept:
+        old = kept["record"]
+        old_env = old.get("environment", {})
+        for arm in kept["arms"]:
+            arm_metrics[arm] = old["arms"][arm]
+            train_seconds[arm] = old_env.get("train_seconds_per_run", {}).get(arm, [])
+            curves[arm] = old.get("curves", {}).get(arm, [])
+            arm_commits[arm] = old_env.get("arm_commits", {}).get(arm, old_env.get("git_commit", "unknown"))
+        wall += old_env.get("wall_seconds", 0.0)
+        if "legacy_commits" in old_env:
+            env_extra["legacy_commits"] = old_env["legacy_commits"]
+        if "analysis" in old:
+            env_extra["analysis_from"] = arm_commits[kept["arms"][0]]
+    ordered = [a for a in exp.arms if a in arm_metrics]
+    arm_metrics = {a: arm_metrics[a] for a in ordered}
+    floor = exp.floor(ordered)
+    comps, verdict = judge(
+        arm_metrics,
+        [{**c.__dict__, "headline": c.headline} for c in comparisons],
+        floor,
+    )
+    setting = {**exp.setting, "arms": {a: exp.arms[a] for a in ordered}}
     if epochs is not None:
         setting["epochs_override"] = epochs
     record = {
@@ -213,23 +441,29 @@ def run_experiment(
         "environment": {
             **environment(),
             "git_commit": commit,
+            **({"arm_commits": {a: arm_commits[a] for a in ordered}} if kept else {}),
+            **{k: v for k, v in env_extra.items() if k != "analysis_from"},
+            **_throughput(root, selected, n_seeds),
             "world_size": get_world_size(),
             "wall_seconds": round(wall, 1),
-            "train_seconds_per_run": {a: [round(r.wall_seconds, 1) for r in rs] for a, rs in results.items()},
+            "train_seconds_per_run": {a: train_seconds[a] for a in ordered},
         },
         "seeds": list(range(n_seeds)),
         "arms": arm_metrics,
+        "floor": floor,
         "comparisons": comps,
         "reported": [r.as_dict() for r in card.reported],
-        "verdict": comps[0]["verdict"],
-        "curves": {a: _mean_curve([r.curve for r in rs], exp.curve_metric) for a, rs in results.items()},
+        "verdict": verdict,
+        "curves": {a: curves[a] for a in ordered},
     }
     if is_main_process():
-        prefix = Path(out_dir) / card.package / exp.preset
-        if exp.analysis is not None:
+        prefix = out_path.parent / exp.preset
+        if exp.analysis is not None and not kept:
             prefix.parent.mkdir(parents=True, exist_ok=True)
             record["analysis"] = exp.analysis(record, results, prefix)
-        path = write_record(record, Path(out_dir) / card.package / f"{exp.preset}.json")
+        elif kept and "analysis" in kept["record"]:
+            record["analysis"] = kept["record"]["analysis"]  # made by the kept arms' runs
+        path = write_record(record, out_path)
         _plot(record, results, exp, path.with_name(f"{exp.preset}_curves.png"))
         print(summary_table(record))
         print(f"record written to {path}")
@@ -285,8 +519,15 @@ def _plot(record: dict, results: dict[str, list[ArmResult]], exp: Experiment, pa
     os.replace(tmp, path)
 
 
+def interval_text(c: dict) -> str:
+    """``+0.0123 [−0.0040, +0.0286]`` (95 % t interval of the paired difference), or n/a at one seed."""
+    if c.get("ci_low") is None:
+        return f"{c['mean_diff']:+.4f} [n/a, n={c['n']}]"
+    return f"{c['mean_diff']:+.4f} [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]"
+
+
 def summary_table(record: dict) -> str:
-    """Arms × metrics (mean ± std over seeds), then each comparison with its verdict."""
+    """Arms × metrics (mean ± std over seeds), the floor, then each comparison with its interval and verdict."""
     metrics = sorted({m for arm in record["arms"].values() for m in arm})
     width = max(len(a) for a in record["arms"]) + 2
     lines = [f"\n{record['package']} / {record['preset']}: {record['claim']}", ""]
@@ -300,12 +541,21 @@ def summary_table(record: dict) -> str:
             else:
                 cells.append("-".rjust(22))
         lines.append(arm.ljust(width) + "".join(cells))
+    floor = record.get("floor")
+    if floor:
+        lines.append(
+            f"\nfloor: arm {floor['arm']!r} on {floor['metric']}; an arm counts as trained when it beats it "
+            f"with a 95 % paired interval above 0 and by at least {floor['min_gain']}"
+        )
     lines.append("")
     for c in record["comparisons"]:
+        mark = "*" if c.get("headline") else " "
+        floor_note = f" (on the floor: {', '.join(c['on_floor'])})" if c.get("on_floor") else ""
         lines.append(
-            f"{c['label']}: {c['metric']} diff {c['mean_diff']:+.4f} ± {_se(c['se'])} (SE, n={c['n']}) "
-            f"-> {c['verdict']}"
+            f"{mark} {c['label']}: {c['metric']} diff {interval_text(c)} (95 % t, n={c['n']}) "
+            f"-> {c['verdict']}{floor_note}"
         )
+    lines.append(f"\nclaim (conjunction of the * comparisons): {record['verdict']}")
     if record["reported"]:
         lines.append("\nreported by the paper (paper scale):")
         lines += [f"  {r['metric']}: {r['value']} ({r['setting']}; {r['source']})" for r in record["reported"]]
@@ -321,8 +571,5 @@ __all__ = [
     "paired_verdict",
     "run_experiment",
     "summary_table",
+    "untrained_arm",
 ]
-
-
-def _se(se: float | None) -> str:
-    return "n/a" if se is None else f"{se:.4f}"

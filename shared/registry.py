@@ -66,10 +66,11 @@ class PaperEntry:
     tier: str
     card: PaperCard | None = None
     presets: dict[str, Experiment] | None = None
+    has_package: bool = False
 
     @property
     def implemented(self) -> bool:
-        return self.card is not None
+        return self.card is not None or self.has_package
 
 
 def implemented_packages() -> list[str]:
@@ -89,17 +90,21 @@ def _rows() -> list[dict]:
         return tomllib.load(f)["paper"]
 
 
-def _entry(row: dict, implemented: set[str]) -> PaperEntry:
+def _entry(row: dict, implemented: set[str], load: bool = True) -> PaperEntry:
     card = presets = None
-    if row["package"] in implemented:
+    has_package = row["package"] in implemented
+    if has_package and load:
         card, presets = load_package(row["package"])
-    return PaperEntry(row["number"], row["short_name"], row["package"], row["family"], row["tier"], card, presets)
+    return PaperEntry(
+        row["number"], row["short_name"], row["package"], row["family"], row["tier"], card, presets, has_package
+    )
 
 
-def catalogue() -> list[PaperEntry]:
-    """All 52 papers, implemented ones with their card and presets, ordered by number."""
+def catalogue(load: bool = True) -> list[PaperEntry]:
+    """All 52 papers ordered by number; with ``load`` the implemented ones carry their card and
+    presets (importing every package), without it only whether a package exists (imports none)."""
     implemented = set(implemented_packages())
-    return [_entry(row, implemented) for row in _rows()]
+    return [_entry(row, implemented, load) for row in _rows()]
 
 
 def find_paper(name: str) -> PaperEntry:

@@ -82,6 +82,7 @@ def test_missing_data_on_both_roads(capsys, tmp_path, monkeypatch):
             "--run-dir",
             str(tmp_path / "runs"),
             "--no-progress",
+            "--allow-dirty",  # the test must not depend on whether the working tree is committed
         ]
     )
     err = capsys.readouterr().err

@@ -105,7 +105,7 @@ def test_sharding_covers_the_global_batch(shapes):
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"epochs": 0}, "epochs"), ({"batch_size": 1}, "batch_size"), ({"lr": 0}, "lr")],
+    [({"epochs": -1}, "epochs"), ({"batch_size": 1}, "batch_size"), ({"lr": 0}, "lr")],
 )
 def test_config_errors(kwargs, match):
     base = {"epochs": 1, "batch_size": 8, "lr": 0.1}

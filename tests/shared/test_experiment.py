@@ -52,7 +52,12 @@ def test_analysis_gets_extras_and_is_recorded(tmp_path):
 
     calls: list = []
     rec = run_experiment(
-        _card(), _experiment(calls, analysis), seeds=2, out_dir=tmp_path / "res", run_root=tmp_path / "runs"
+        _card(),
+        _experiment(calls, analysis),
+        seeds=2,
+        out_dir=tmp_path / "res",
+        run_root=tmp_path / "runs",
+        allow_dirty=True,
     )
     assert rec["analysis"]["mean_first_class"]["b"] == pytest.approx(0.605)
     assert (tmp_path / "res" / "fake" / "cpu_extra.png").exists()
@@ -67,5 +72,6 @@ def test_analysis_gets_extras_and_is_recorded(tmp_path):
         out_dir=tmp_path / "res",
         run_root=tmp_path / "runs",
         resume=True,
+        allow_dirty=True,
     )
     assert calls == [] and again["analysis"] == rec["analysis"]

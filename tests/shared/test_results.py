@@ -1,17 +1,33 @@
-"""The result record: verdict rule, validation, atomic writes, REPRODUCTIONS.md rendering."""
+"""The result record: verdict rule v2, validation, atomic writes, REPRODUCTIONS.md rendering."""
 
 import json
 
 import pytest
 
-from shared.results import RecordError, make_comparison, paired_verdict, read_record, validate, write_record
+from shared.results import (
+    RecordError,
+    claim_verdict,
+    make_comparison,
+    paired_verdict,
+    read_record,
+    t_critical,
+    upgrade,
+    validate,
+    write_record,
+)
+
+FLOOR = {"arm": "untrained", "metric": "acc", "direction": "greater", "min_gain": 0.02}
 
 
-def record(baseline, method, direction="greater"):
+def record(baseline, method, direction="greater", floor_values=None):
     arms = {"base": {"acc": baseline}, "meth": {"acc": method}}
-    comp = make_comparison(arms, "base", "meth", "acc", direction, "meth vs base")
+    floor = None
+    if floor_values is not None:
+        arms = {"untrained": {"acc": floor_values}, **arms}
+        floor = FLOOR
+    comp = make_comparison(arms, "base", "meth", "acc", direction, "meth vs base", headline=True, floor=floor)
     return {
-        "schema": 1,
+        "schema": 2,
         "paper": 11,
         "package": "dcl",
         "title": "t",
@@ -21,10 +37,18 @@ def record(baseline, method, direction="greater"):
         "environment": {"wall_seconds": 60.0},
         "seeds": list(range(len(baseline))),
         "arms": arms,
+        "floor": floor,
         "comparisons": [comp],
         "reported": [],
-        "verdict": comp["verdict"],
+        "verdict": claim_verdict([comp]),
     }
+
+
+def test_t_critical_values():
+    # the 95 % two-sided Student-t quantiles the rule uses
+    assert t_critical(2) == pytest.approx(12.706, abs=1e-3)
+    assert t_critical(3) == pytest.approx(4.303, abs=1e-3)
+    assert t_critical(5) == pytest.approx(2.776, abs=1e-3)
 
 
 @pytest.mark.parametrize(
@@ -50,13 +74,78 @@ def test_verdict_is_paired():
     assert out["verdict"] == "reproduced"
 
 
-def test_two_standard_errors_threshold():
-    # diffs 0.00, 0.04 → mean 0.02, SE 0.02: within 2 SE → inconclusive
-    out = paired_verdict([0.0, 0.0], [0.0, 0.04], "greater")
-    assert out["se"] == pytest.approx(0.02)
+def test_student_t_interval_not_two_standard_errors():
+    # diffs 0.005, 0.02, 0.035 → mean 0.02, SE 0.00866: 2·SE (v1) called this reproduced,
+    # the 95 % t interval at n = 3 (t* = 4.30) is [−0.0173, +0.0573] → inconclusive
+    out = paired_verdict([0.0] * 3, [0.005, 0.02, 0.035], "greater")
+    assert out["mean_diff"] == pytest.approx(0.02)
+    assert out["mean_diff"] > 2 * out["se"]
+    assert out["ci_low"] == pytest.approx(0.02 - 4.3027 * 0.0086603, abs=1e-4)
     assert out["verdict"] == "inconclusive"
-    # diffs 0.01, 0.02, 0.03 → mean 0.02, SE 0.00577: beyond 2 SE → reproduced
-    assert paired_verdict([0.0] * 3, [0.01, 0.02, 0.03], "greater")["verdict"] == "reproduced"
+    # diffs 0.018, 0.02, 0.022 → interval [0.015, 0.025] → reproduced
+    assert paired_verdict([0.0] * 3, [0.018, 0.02, 0.022], "greater")["verdict"] == "reproduced"
+
+
+def test_v1_record_that_2se_called_reproduced_is_inconclusive_after_upgrade():
+    arms = {"base": {"acc": [0.70, 0.70, 0.70]}, "meth": {"acc": [0.705, 0.72, 0.735]}}
+    v1_comp = {"label": "m", "baseline": "base", "method": "meth", "metric": "acc", "direction": "greater"}
+    v1_comp.update(mean_diff=0.02, se=0.00866, n=3, verdict="reproduced")
+    v1 = {**record([0.7] * 3, [0.7] * 3), "schema": 1, "arms": arms, "comparisons": [v1_comp], "verdict": "reproduced"}
+    del v1["floor"]
+    v2 = validate(upgrade(v1))
+    assert v2["schema"] == 2 and v2["verdict"] == "inconclusive" and v2["comparisons"][0]["headline"]
+
+
+def test_under_trained_when_an_arm_sits_on_the_floor():
+    # both arms beat the floor clearly → the interval decides
+    assert record([0.80, 0.81, 0.82], [0.85, 0.86, 0.87], floor_values=[0.70, 0.71, 0.72])["verdict"] == "reproduced"
+    # the baseline is within min_gain of the floor (gain 0.01) → under-trained, whatever the interval says
+    rec = record([0.71, 0.72, 0.73], [0.85, 0.86, 0.87], floor_values=[0.70, 0.71, 0.72])
+    comp = rec["comparisons"][0]
+    assert comp["interval_verdict"] == "reproduced" and comp["verdict"] == "under-trained"
+    assert comp["on_floor"] == ["base"] and rec["verdict"] == "under-trained"
+    # a large mean gain with an interval that reaches 0 is not trained either
+    noisy = record([0.70, 0.80, 0.72], [0.85, 0.86, 0.87], floor_values=[0.70, 0.71, 0.72])
+    assert noisy["comparisons"][0]["on_floor"] == ["base"]
+    # for a lower-is-better metric the gain is measured downwards
+    arms = {"untrained": {"mae": [20.0, 21.0, 22.0]}, "a": {"mae": [10.0, 10.5, 11.0]}, "b": {"mae": [8.0, 8.4, 9.0]}}
+    floor = {"arm": "untrained", "metric": "mae", "direction": "less", "min_gain": 1.0}
+    assert make_comparison(arms, "a", "b", "mae", "less", headline=True, floor=floor)["verdict"] == "reproduced"
+
+
+@pytest.mark.parametrize(
+    ("parts", "claim"),
+    [
+        (["reproduced", "reproduced"], "reproduced"),
+        (["reproduced", "contradicted"], "mixed"),
+        (["contradicted", "inconclusive"], "contradicted"),
+        (["contradicted", "under-trained"], "contradicted"),
+        (["reproduced", "under-trained"], "under-trained"),
+        (["reproduced", "inconclusive"], "inconclusive"),
+        (["inconclusive", "inconclusive"], "inconclusive"),
+    ],
+)
+def test_claim_is_the_conjunction_of_headline_parts(parts, claim):
+    comps = [{"verdict": v, "headline": True} for v in parts]
+    # a secondary comparison never sets the claim
+    comps.append({"verdict": "contradicted" if claim == "reproduced" else "reproduced", "headline": False})
+    assert claim_verdict(comps) == claim
+
+
+def test_sepclr_like_record_with_a_contradicted_headline_part_is_mixed():
+    arms = {
+        "base": {"acc": [0.70, 0.71, 0.72], "leak": [0.30, 0.31, 0.32]},
+        "meth": {"acc": [0.75, 0.76, 0.77], "leak": [0.40, 0.41, 0.42]},
+    }
+    comps = [
+        make_comparison(arms, "base", "meth", "acc", "greater", "salient", headline=True),
+        make_comparison(arms, "base", "meth", "leak", "less", "less leakage", headline=True),
+    ]
+    rec = {**record([0.7] * 3, [0.7] * 3), "arms": arms, "comparisons": comps, "verdict": claim_verdict(comps)}
+    assert validate(rec)["verdict"] == "mixed"
+    rec["verdict"] = "reproduced"  # what the v1 rule (first comparison) would have said
+    with pytest.raises(RecordError, match="headline comparisons say mixed"):
+        validate(rec)
 
 
 def test_hand_edited_verdict_fails_validation(tmp_path):
@@ -74,6 +163,7 @@ def test_hand_edited_verdict_fails_validation(tmp_path):
         (lambda r: r["arms"]["base"]["acc"].__setitem__(0, float("nan")), "non-finite"),
         (lambda r: r.update(comparisons=[]), "no comparison"),
         (lambda r: r.update(schema=99), "schema"),
+        (lambda r: r["comparisons"][0].update(headline=False), "no headline"),
         (lambda r: r.update(reported=[{"metric": "m"}]), "lacks 'value'"),
     ],
 )
@@ -115,6 +205,8 @@ def test_report_renders_and_detects_staleness(tmp_path):
     write_record(record([0.70, 0.71, 0.72], [0.75, 0.76, 0.77]), results / "dcl" / "cpu.json")
     text = render(results)
     assert "0.7100 ± 0.0100" in text and "0.7600 ± 0.0100" in text and "**reproduced**" in text
+    assert "+0.0500 [+0.0500, +0.0500]" in text  # the interval, not ±SE
+    assert "Floor: none recorded" in text
     assert "not run" in text  # no paper-scale record
     out = tmp_path / "REPRODUCTIONS.md"
     assert is_stale(out, results)
@@ -122,7 +214,7 @@ def test_report_renders_and_detects_staleness(tmp_path):
     assert not is_stale(out, results)
     data = json.loads((results / "dcl" / "cpu.json").read_text())
     data["arms"]["meth"]["acc"][0] = 0.80
-    data["comparisons"] = [make_comparison(data["arms"], "base", "meth", "acc", "greater", "meth vs base")]
+    data["comparisons"] = [make_comparison(data["arms"], "base", "meth", "acc", "greater", "meth vs base", True)]
     data["verdict"] = data["comparisons"][0]["verdict"]
     (results / "dcl" / "cpu.json").write_text(json.dumps(data))
     assert is_stale(out, results)

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from shared.data.sources import clear_sources, sources_used
 from shared.distributed import get_world_size, is_main_process
 from shared.engine import PRECISIONS
 from shared.registry import PaperCard
@@ -31,6 +32,7 @@ from shared.results import (
     DEFAULT_MIN_GAIN,
     SCHEMA_VERSION,
     RecordError,
+    floor_list,
     judge,
     mean_std,
     paired_verdict,
@@ -125,6 +127,9 @@ class Experiment:
     floor_metric: str | None = None
     floor_direction: str = "greater"
     min_gain: float = DEFAULT_MIN_GAIN
+    extra_floors: list[dict[str, Any]] = field(default_factory=list)
+    """Presets with several data sets: more floors, each ``{"arm", "metric", "direction",
+    "min_gain", "arms": [the arms it judges]}``; the main floor judges the other arms."""
 
     def __post_init__(self) -> None:
         for c in self.comparisons:
@@ -142,12 +147,15 @@ class Experiment:
     def headline(self) -> list[Comparison]:
         return [c for c in self.comparisons if c.headline]
 
-    def floor(self, selected: list[str]) -> dict[str, Any] | None:
-        """The record's floor: the untrained arm, the metric it is judged on, and ``min_gain``."""
+    def floor(self, selected: list[str]) -> dict[str, Any] | list[dict[str, Any]] | None:
+        """The record's floor: the untrained arm, the metric it is judged on, and ``min_gain``
+        (a list when the preset has ``extra_floors``)."""
         if UNTRAINED not in selected:
             return None
         metric = self.floor_metric or self.headline[0].metric
-        return {"arm": UNTRAINED, "metric": metric, "direction": self.floor_direction, "min_gain": self.min_gain}
+        main = {"arm": UNTRAINED, "metric": metric, "direction": self.floor_direction, "min_gain": self.min_gain}
+        extra = [f for f in self.extra_floors if f["arm"] in selected]
+        return [main, *extra] if extra else main
 
 
 def config_hash(obj: Any) -> str:
@@ -331,8 +339,10 @@ def _select_arms(exp: Experiment, arms: list[str] | None) -> list[str]:
     unknown = [a for a in selected if a not in exp.arms]
     if unknown:
         raise ValueError(f"unknown arm(s) {unknown}; this preset has {list(exp.arms)}")
-    if UNTRAINED in exp.arms and UNTRAINED not in selected:
-        selected.insert(0, UNTRAINED)  # the floor every verdict is judged against: always measured
+    floors = [UNTRAINED] + [f["arm"] for f in exp.extra_floors]
+    for name in reversed(floors):  # the floors every verdict is judged against: always measured
+        if name in exp.arms and name not in selected:
+            selected.insert(0, name)
     return selected
 
 
@@ -395,6 +405,7 @@ def run_experiment(
         check_writable_dir(out_path.parent, "--out")
         check_writable_dir(root, "--run-dir")
     start = time.perf_counter()
+    clear_sources()
     results: dict[str, list[ArmResult]] = {}
     for seed in range(n_seeds):  # seed-major: an interrupted run still has complete pairs
         for arm in selected:
@@ -430,6 +441,7 @@ def run_experiment(
     setting = {**exp.setting, "arms": {a: exp.arms[a] for a in ordered}}
     if epochs is not None:
         setting["epochs_override"] = epochs
+    data_sources = sources_used()
     record = {
         "schema": SCHEMA_VERSION,
         "paper": card.number,
@@ -444,6 +456,7 @@ def run_experiment(
             **({"arm_commits": {a: arm_commits[a] for a in ordered}} if kept else {}),
             **{k: v for k, v in env_extra.items() if k != "analysis_from"},
             **_throughput(root, selected, n_seeds),
+            **({"data_sources": data_sources} if data_sources else {}),
             "world_size": get_world_size(),
             "wall_seconds": round(wall, 1),
             "train_seconds_per_run": {a: train_seconds[a] for a in ordered},
@@ -541,8 +554,7 @@ def summary_table(record: dict) -> str:
             else:
                 cells.append("-".rjust(22))
         lines.append(arm.ljust(width) + "".join(cells))
-    floor = record.get("floor")
-    if floor:
+    for floor in floor_list(record.get("floor")):
         lines.append(
             f"\nfloor: arm {floor['arm']!r} on {floor['metric']}; an arm counts as trained when it beats it "
             f"with a 95 % paired interval above 0 and by at least {floor['min_gain']}"

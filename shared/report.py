@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from shared.registry import catalogue
-from shared.results import atomic_write_text, load_records, mean_std
+from shared.results import atomic_write_text, floor_list, load_records, mean_std
 
 HEADER = """# Reproductions
 
@@ -66,11 +66,15 @@ def interval(c: dict) -> str:
     return f"{c['mean_diff']:+.4f} [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]"
 
 
-def _floor_value(record: dict, metric: str) -> str | None:
-    floor = record.get("floor")
-    if not floor or metric not in record["arms"].get(floor["arm"], {}):
-        return None
-    return _mean(record["arms"][floor["arm"]][metric])
+def _floor_value(record: dict, comparison: dict) -> str | None:
+    """The mean of the floor that judges the comparison's baseline, on the comparison's metric."""
+    floors = floor_list(record.get("floor"))
+    named = {a for f in floors for a in f.get("arms", [])}
+    for f in floors:
+        judges = comparison["baseline"] in f["arms"] if "arms" in f else comparison["baseline"] not in named
+        if judges and comparison["metric"] in record["arms"].get(f["arm"], {}):
+            return _mean(record["arms"][f["arm"]][comparison["metric"]])
+    return None
 
 
 def _small_scale_cell(record: dict) -> str:
@@ -79,7 +83,7 @@ def _small_scale_cell(record: dict) -> str:
         if not c.get("headline"):
             continue
         arms = record["arms"]
-        floor = _floor_value(record, c["metric"])
+        floor = _floor_value(record, c)
         floor_text = f"floor {floor} · " if floor is not None else "no floor · "
         parts.append(
             f"{c['metric']}: {floor_text}{c['baseline']} {_mean(arms[c['baseline']][c['metric']])} → "
@@ -183,13 +187,14 @@ def render(results_dir: str | os.PathLike = "results") -> str:
                 f"commit `{env.get('git_commit', '?')[:12]}`{' ' + marks if marks else ''}; "
                 f"{env.get('device', '?')}; {_minutes(run_seconds(env))}."
             )
-            floor = r.get("floor")
-            if floor:
+            floors = floor_list(r.get("floor"))
+            for f in floors:
+                judged = f" (judges {', '.join(f['arms'])})" if "arms" in f else ""
                 lines.append(
-                    f"Floor: arm `{floor['arm']}` on {floor['metric']}, "
-                    f"{_fmt(r['arms'][floor['arm']][floor['metric']])}; min_gain {floor['min_gain']}."
+                    f"Floor: arm `{f['arm']}` on {f['metric']}, {_fmt(r['arms'][f['arm']][f['metric']])}; "
+                    f"min_gain {f['min_gain']}{judged}.  "
                 )
-            else:
+            if not floors:
                 lines.append("Floor: none recorded (no `untrained` arm in this record).")
             lines.append(f"Claim verdict: **{r['verdict']}**.")
             lines.append("")

@@ -110,28 +110,42 @@ def paired_verdict(baseline: list[float], method: list[float], direction: str) -
     return {**stats, "verdict": verdict}
 
 
-def floor_status(arms: dict, floor: dict) -> dict[str, dict[str, Any]]:
-    """For every arm but the floor arm: its paired gain over the floor on the floor metric.
+def floor_list(floor: dict | list[dict] | None) -> list[dict]:
+    """A record's floor as a list: one dict judges every arm; several (each naming the ``arms`` it
+    judges, one of them may omit ``arms`` and judge the rest) serve presets with several data sets."""
+    if floor is None:
+        return []
+    return [floor] if isinstance(floor, dict) else list(floor)
+
+
+def floor_status(arms: dict, floor: dict | list[dict]) -> dict[str, dict[str, Any]]:
+    """For every arm but the floor arms: its paired gain over its floor on the floor metric.
 
     ``trained`` is True when the 95 % interval of the gain (in the floor's direction) lies
     above 0 and the mean gain is at least ``min_gain``.
     """
-    ref, metric, min_gain = floor["arm"], floor["metric"], floor["min_gain"]
-    sign = _check_direction(floor["direction"])
-    if ref not in arms or metric not in arms[ref]:
-        raise RecordError(f"the floor needs metric {metric!r} of arm {ref!r}")
+    floors = floor_list(floor)
+    refs = {f["arm"] for f in floors}
+    named = {a for f in floors for a in f.get("arms", [])}
     status = {}
-    for arm, metrics in arms.items():
-        if arm == ref or metric not in metrics:
-            continue
-        stats = paired_interval([sign * v for v in arms[ref][metric]], [sign * v for v in metrics[metric]])
-        trained = stats["ci_low"] is not None and stats["ci_low"] > 0 and stats["mean_diff"] >= min_gain
-        status[arm] = {
-            "gain": stats["mean_diff"],
-            "ci_low": stats["ci_low"],
-            "ci_high": stats["ci_high"],
-            "trained": trained,
-        }
+    for f in floors:
+        ref, metric, min_gain = f["arm"], f["metric"], f["min_gain"]
+        sign = _check_direction(f["direction"])
+        if ref not in arms or metric not in arms[ref]:
+            raise RecordError(f"the floor needs metric {metric!r} of arm {ref!r}")
+        judged = f["arms"] if "arms" in f else [a for a in arms if a not in named]
+        for arm in judged:
+            if arm in refs or arm not in arms or metric not in arms[arm]:
+                continue
+            stats = paired_interval([sign * v for v in arms[ref][metric]], [sign * v for v in arms[arm][metric]])
+            trained = stats["ci_low"] is not None and stats["ci_low"] > 0 and stats["mean_diff"] >= min_gain
+            status[arm] = {
+                "floor": ref,
+                "gain": stats["mean_diff"],
+                "ci_low": stats["ci_low"],
+                "ci_high": stats["ci_high"],
+                "trained": trained,
+            }
     return status
 
 
@@ -143,7 +157,7 @@ def make_comparison(
     direction: str,
     label: str = "",
     headline: bool = False,
-    floor: dict | None = None,
+    floor: dict | list[dict] | None = None,
 ) -> dict:
     """One comparison with its interval and verdict (``under-trained`` when an arm sits on the floor)."""
     for arm in (baseline, method):
@@ -152,9 +166,10 @@ def make_comparison(
     stats = paired_verdict(arms[baseline][metric], arms[method][metric], direction)
     verdict = stats["verdict"]
     untrained_arms: list[str] = []
-    if floor is not None:
+    if floor:
         status = floor_status(arms, floor)
-        untrained_arms = [a for a in (baseline, method) if a != floor["arm"] and not status.get(a, {}).get("trained")]
+        refs = {f["arm"] for f in floor_list(floor)}
+        untrained_arms = [a for a in (baseline, method) if a not in refs and not status.get(a, {}).get("trained")]
         if untrained_arms:
             verdict = "under-trained"
     return {
@@ -185,7 +200,7 @@ def claim_verdict(comparisons: list[dict]) -> str:
     return "under-trained" if "under-trained" in parts else "inconclusive"
 
 
-def judge(arms: dict, comparisons: list[dict], floor: dict | None) -> tuple[list[dict], str]:
+def judge(arms: dict, comparisons: list[dict], floor: dict | list[dict] | None) -> tuple[list[dict], str]:
     """Recompute every comparison of a record and its claim verdict from the numbers."""
     fresh = [
         make_comparison(
@@ -230,9 +245,9 @@ def validate(record: dict) -> dict:
     if not record["comparisons"]:
         raise RecordError("record has no comparison")
     floor = record.get("floor")
-    if floor is not None:
+    for f in floor_list(floor):
         for key in ("arm", "metric", "direction", "min_gain"):
-            if key not in floor:
+            if key not in f:
                 raise RecordError(f"the record's floor lacks {key!r}")
     fresh, verdict = judge(record["arms"], record["comparisons"], floor)
     for stored, new in zip(record["comparisons"], fresh, strict=True):

@@ -27,6 +27,7 @@ import torch
 
 from shared.data.arrays import ImageArrays
 from shared.data.errors import DataUnavailableError
+from shared.data.sources import note_source
 
 CLASSES = ("Bear", "Bird", "Cat", "Cow", "Dog", "Elephant", "Giraffe", "Horse", "Sheep", "Zebra")
 DATA_FILE = "animal_data_version_3.gz"
@@ -89,6 +90,7 @@ def load_animal_mnist(data_dir: str | os.PathLike | None = None) -> ImageArrays:
             if x.dtype != np.uint8 or x.ndim != 3 or y.shape != (x.shape[0],):
                 raise ValueError(f"unexpected Animal-MNIST arrays in {d}: images {x.dtype} {x.shape}, labels {y.shape}")
             images = torch.from_numpy(np.ascontiguousarray(x)).unsqueeze(1)
+            note_source("animal-mnist", str(d))
             return ImageArrays(images, torch.from_numpy(y.astype(np.int64)), CLASSES, "animal-mnist")
     raise DataUnavailableError(
         "Animal-MNIST is not available.\n"

@@ -19,6 +19,7 @@ import torch
 
 from shared.data.arrays import ImageArrays
 from shared.data.errors import DataUnavailableError
+from shared.data.sources import note_source
 
 CLASSES = (
     "T-shirt/top",
@@ -38,18 +39,33 @@ _PREFIX = {"train": "train", "test": "t10k"}
 
 
 def _read_idx(path: Path) -> np.ndarray:
+    """An IDX file (``.gz`` or raw) as a uint8 array; a damaged file is an error naming it."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    fix = "delete it (or reinstall dataset-fashion-mnist) so that another copy or the hub is used"
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (gzip.BadGzipFile, EOFError, OSError) as exc:
+        raise DataUnavailableError(f"{path} cannot be read ({type(exc).__name__}: {exc}); {fix}") from exc
+    if len(raw) < 4:
+        raise DataUnavailableError(f"{path} is not an IDX file (only {len(raw)} bytes); {fix}")
     magic = int.from_bytes(raw[:4], "big")
     if magic >> 8 != 0x08:  # 0x08 = unsigned byte data
-        raise ValueError(f"{path} is not an unsigned-byte IDX file (magic {magic:#x})")
+        raise DataUnavailableError(f"{path} is not an unsigned-byte IDX file (magic {magic:#x}); {fix}")
     ndim = magic & 0xFF
+    header = 4 + 4 * ndim
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    expected = header + int(np.prod(dims))
+    if len(raw) != expected:
+        raise DataUnavailableError(
+            f"{path} is truncated or padded: {len(raw)} bytes, its header says {expected}; {fix}"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
 def _candidate_dirs(data_dir: str | os.PathLike | None) -> list[Path]:
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise DataUnavailableError(f"data folder {data_dir} does not exist (given as --data-dir / data_dir)")
     dirs = []
     for root in (data_dir, os.environ.get("REPRO_DATA_DIR")):
         if root:
@@ -73,6 +89,9 @@ def _from_local(split: str, data_dir: str | os.PathLike | None) -> ImageArrays |
         if images and labels:
             x = torch.from_numpy(_read_idx(images).copy()).unsqueeze(1)
             y = torch.from_numpy(_read_idx(labels).astype(np.int64))
+            if len(x) != len(y):
+                raise DataUnavailableError(f"{images} has {len(x)} images but {labels} has {len(y)} labels")
+            note_source(f"fashion-mnist/{split}", str(images.parent))
             return ImageArrays(x, y, CLASSES, f"fashion-mnist/{split}")
     return None
 
@@ -81,6 +100,7 @@ def _from_hub(split: str) -> ImageArrays:
     from datasets import load_dataset
 
     ds = load_dataset(HUB_NAME, split=split)
+    note_source(f"fashion-mnist/{split}", f"hub:{HUB_NAME}")
     x = np.stack([np.asarray(im, dtype=np.uint8) for im in ds["image"]])
     y = np.asarray(ds["label"], dtype=np.int64)
     return ImageArrays(torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y), CLASSES, f"fashion-mnist/{split}")
@@ -95,6 +115,8 @@ def load_fashion_mnist(split: str = "train", data_dir: str | os.PathLike | None 
         return local
     try:
         return _from_hub(split)
+    except DataUnavailableError:
+        raise
     except Exception as exc:  # any failure of the online road ends in the same message
         searched = ", ".join(str(d) for d in _candidate_dirs(data_dir))
         raise DataUnavailableError(

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import torch
 
 from shared.data.errors import DataUnavailableError
+from shared.data.sources import note_source
 
 IMAGENET = "ILSVRC/imagenet-1k"
 IMAGENET_OFFLINE = "no offline copy of ImageNet ships with the project; the paper preset needs the hub"
@@ -25,7 +26,9 @@ def load_hub_split(name: str, split: str, offline_hint: str):
     try:
         from datasets import load_dataset
 
-        return load_dataset(name, split=split)
+        ds = load_dataset(name, split=split)
+        note_source(f"{name}/{split}", f"hub:{name}")
+        return ds
     except Exception as exc:
         raise DataUnavailableError(
             f"{name} ({split}) is not available.\n"

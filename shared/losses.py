@@ -15,6 +15,7 @@ averaging the gradients equal those of one process on the whole batch.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -45,8 +46,10 @@ def at_least_float32(z: torch.Tensor) -> torch.Tensor:
 
 
 def check_temperature(temperature: float, name: str = "temperature") -> float:
-    if not (isinstance(temperature, (int, float)) and temperature > 0):
-        raise ValueError(f"{name} must be a positive number, got {temperature!r}")
+    """A positive, finite number (not a bool) as a float; a clear ``ValueError`` otherwise."""
+    ok = isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
+    if not (ok and math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {temperature!r}")
     return float(temperature)
 
 
@@ -144,5 +147,8 @@ def alignment(z1: torch.Tensor, z2: torch.Tensor, alpha: float = 2.0) -> torch.T
 
 def uniformity(z: torch.Tensor, t: float = 2.0) -> torch.Tensor:
     """Wang & Isola (2020) uniformity: log E exp(−t ‖f(x) − f(y)‖²) over distinct pairs."""
+    if not torch.is_tensor(z) or z.ndim != 2 or z.shape[0] < 2:
+        raise ValueError(f"uniformity needs a (batch ≥ 2, dim) tensor, got {getattr(z, 'shape', type(z).__name__)}")
+    check_temperature(t, "t")
     z = F.normalize(at_least_float32(z), dim=1)
     return torch.pdist(z, p=2).pow(2).mul(-t).exp().mean().log()

@@ -437,7 +437,8 @@ def fit(
         bar.close()
     if evaluate is not None and (not evaluations or evaluations[-1]["step"] != step):
         run_eval(math.ceil(step / steps_per_epoch))
-        save_checkpoint()
+        if step > 0:  # an untrained (0-epoch) run has nothing to resume: no checkpoint
+            save_checkpoint()
     if accelerator.is_main_process:
         samples = steps_here * cfg.batch_size
         stats = {

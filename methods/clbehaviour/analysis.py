@@ -15,7 +15,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from shared.experiment import ArmResult
+from shared.experiment import ArmResult, is_untrained
 
 METRICS = ("knn_top1", "l_unif", "tolerance", "l_unif_backbone", "tolerance_backbone")
 LABELS = {
@@ -49,10 +49,10 @@ def spearman(x: list[float], y: list[float]) -> float:
 
 
 def sweep_table(record: dict) -> dict[str, dict[float, str]]:
-    """``{loss: {τ: arm}}`` from the record's arm configs."""
+    """``{loss: {τ: arm}}`` from the record's trained arms' configs (the untrained floor is no point of the sweep)."""
     table: dict[str, dict[float, str]] = {}
     for arm, cfg in record["setting"]["arms"].items():
-        if arm in record["arms"]:
+        if arm in record["arms"] and not is_untrained(cfg):
             table.setdefault(cfg["loss"], {})[cfg["temperature"]] = arm
     return {loss: dict(sorted(taus.items())) for loss, taus in table.items()}
 

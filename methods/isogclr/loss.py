@@ -28,8 +28,11 @@ iSogCLR moves τ_i along its own stochastic gradient, clipped to [−3, 3], with
     u_i ← (1 − β_u) u_i + β_u ∇τ_i,     τ_i ← clip(τ_i − η u_i, τ_min, τ_max).
 
 Writing ``sim`` for ``h`` in ∇τ is exact: the positive's terms cancel. The states live in buffers
-of the loss module (``log_s``, and for iSogCLR ``tau`` and ``tau_momentum``), so checkpoints carry
-them. ``s`` is kept as its logarithm (−inf = not yet visited), which stays finite for any τ.
+of the loss module (``log_s`` and ``visited``, and for iSogCLR ``tau`` and ``tau_momentum``), so
+checkpoints carry them. ``s`` is kept as its logarithm, which stays finite for any τ; the bool
+``visited`` marks the samples seen so far (``log_s`` is 0 before, and unused). A stored −inf as "not
+yet visited" would be refused by the engine's check that a checkpoint holds no NaN/Inf: with the
+last partial batch of an epoch dropped, some samples are still unvisited when it is saved.
 """
 
 from __future__ import annotations
@@ -155,7 +158,13 @@ class SogCLRLoss(nn.Module):
         self.gamma = _check_fraction(gamma, "gamma")
         self.loss_scale = check_temperature(loss_scale, "loss_scale")
         self.gather_distributed = gather_distributed
-        self.register_buffer("log_s", torch.full((num_samples,), float("-inf")))
+        self.register_buffer("log_s", torch.zeros(num_samples))
+        self.register_buffer("visited", torch.zeros(num_samples, dtype=torch.bool))
+
+    def log_state(self, index: torch.Tensor | None = None) -> torch.Tensor:
+        """``log s`` of the samples ``index`` (all when None), −inf where never visited."""
+        log_s, visited = (self.log_s, self.visited) if index is None else (self.log_s[index], self.visited[index])
+        return log_s.masked_fill(~visited, float("-inf"))
 
     def anchor_temperatures(self, index: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """τ of every anchor ``[view 1; view 2]``, shape (2n,)."""
@@ -176,7 +185,7 @@ class SogCLRLoss(nn.Module):
         sims = anchor_similarities(z1, z2, self.gather_distributed)
         tau = self.anchor_temperatures(index, sims.sim.dtype)
         log_g = batch_log_g(sims, tau)
-        per_view, stored = moving_average(self.log_s[index], log_g, self.gamma)
+        per_view, stored = moving_average(self.log_state(index), log_g, self.gamma)
         surrogate = surrogate_terms(sims, tau, per_view).mean()
         self.update_state(index, stored, sims, tau, per_view)
         with torch.no_grad():
@@ -191,6 +200,7 @@ class SogCLRLoss(nn.Module):
         all_index = gather_no_grad(index) if self.gather_distributed else index
         all_stored = gather_no_grad(stored) if self.gather_distributed else stored
         self.log_s[all_index] = all_stored.to(self.log_s.dtype)
+        self.visited[all_index] = True
 
     def extra_repr(self) -> str:
         return (
@@ -264,6 +274,7 @@ class ISogCLRLoss(SogCLRLoss):
         if self.gather_distributed:
             index, values = gather_no_grad(index), gather_no_grad(values.T.contiguous()).T
         self.log_s[index], self.tau_momentum[index], self.tau[index] = values[0], values[1], values[2]
+        self.visited[index] = True
 
     def extra_repr(self) -> str:
         return (

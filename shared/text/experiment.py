@@ -7,11 +7,17 @@ the STS road. :func:`train_text_arm` builds the model, trains it with
 
 ``share_baseline``: arms with exactly the same config and seed train exactly the same
 model; the SimCSE arm that several papers' cpu presets contain is trained once and its
-result file reused (``<run root>/_text_shared/<config hash>-seed<s>.json``).
+result file reused (``<run root>/_text_shared/<hash>-seed<s>.json``, the hash covering the
+config, the data folder and the shared layer's code).
+
+An ``untrained`` arm (:func:`shared.experiment.untrained_arm` of the baseline's config) builds
+the same model (the pretrained encoder as it is, or a random one for ``"tiny"``) and scores it
+with the same STS evaluation after zero steps; it never reads or writes the shared file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -22,7 +28,7 @@ import torch
 
 from shared.distributed import is_main_process
 from shared.engine import DataSource, TrainConfig, fit
-from shared.experiment import ArmResult, ArmRun, config_hash
+from shared.experiment import ArmResult, ArmRun, config_hash, is_untrained
 from shared.losses import alignment, uniformity
 from shared.text.encoders import TextEncoder, load_encoder, tiny_bert_encoder
 from shared.text.sentences import TextBatches, load_sentences
@@ -42,8 +48,9 @@ def build_simcse(cfg: dict[str, Any]) -> SimCSE:
 
 
 def text_train_config(cfg: dict[str, Any], seed: int, epochs: int | None, progress: bool) -> TrainConfig:
+    """The arm's :class:`TrainConfig`; zero epochs (evaluation only) for an ``untrained`` arm."""
     return TrainConfig(
-        epochs=epochs or cfg["epochs"],
+        epochs=0 if is_untrained(cfg) else epochs or cfg["epochs"],
         batch_size=cfg["batch_size"],
         lr=cfg["lr"],
         weight_decay=cfg.get("weight_decay", 0.0),
@@ -91,9 +98,15 @@ def train_text_arm(
     build_model: Callable[[dict[str, Any]], SentenceContrastive],
     make_source: Callable[[dict[str, Any], list[str], SentenceContrastive, ArmRun], DataSource] | None = None,
 ) -> ArmResult:
-    """Train one (arm, seed) and score STS at the end (metrics: each set, ``sts_avg``, align, uniform)."""
+    """Train one (arm, seed) and score STS at the end (metrics: each set, ``sts_avg``, align, uniform).
+
+    An ``untrained`` arm is scored at its start (no step, no shared file, no ``make_source``: the
+    plain sentence batches only give ``fit`` its epoch length).
+    """
     cfg = run.config
-    shared_file = _shared_file(run) if cfg.get("share_baseline") and run.epochs is None else None
+    untrained = is_untrained(cfg)
+    shared = cfg.get("share_baseline") and run.epochs is None and not untrained
+    shared_file = _shared_file(run) if shared else None
     if shared_file is not None and shared_file.exists():
         saved = json.loads(shared_file.read_text())
         return ArmResult(saved["metrics"], saved["curve"], saved["evaluations"], saved["wall_seconds"])
@@ -103,7 +116,7 @@ def train_text_arm(
     tc = text_train_config(cfg, run.seed, run.epochs, run.progress)
     source = (
         make_source(cfg, sentences, model, run)
-        if make_source
+        if make_source and not untrained
         else TextBatches(sentences, model.encoder.tokenize, tc.batch_size)
     )
     result = fit(
@@ -126,8 +139,19 @@ def train_text_arm(
     return out
 
 
+def code_fingerprint() -> str:
+    """A hash of the shared layer's source (every ``shared/**/*.py``) and the torch version: a cached
+    baseline made by other code is not reused."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256(torch.__version__.encode())
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def _shared_file(run: ArmRun) -> Path:
-    key = config_hash({"config": run.config, "data_dir": run.data_dir})
+    key = config_hash({"config": run.config, "data_dir": run.data_dir, "code": code_fingerprint()})
     return run.run_dir.parents[3] / "_text_shared" / f"{key}-seed{run.seed}.json"
 
 

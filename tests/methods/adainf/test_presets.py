@@ -1,14 +1,25 @@
 """AdaInf's presets: the smoke run learns (generator cached), the cpu grid, the paper preset steps once."""
 
+import json
+
 import pytest
 import torch
 
 from methods.adainf import PAPER, PRESETS, InflatedBatches, InflatedData, inflation_copies
-from methods.adainf.experiments import CPU_ARM, PAPER_ARM, paper_model, train_paper
+from methods.adainf.experiments import (
+    CPU_ARM,
+    PAPER_ARM,
+    build_model,
+    paper_model,
+    real_only_evaluator,
+    train_paper,
+    train_small,
+)
 from shared.cli import main
 from shared.data.arrays import ImageArrays
+from shared.data.splits import small_image_splits
 from shared.engine import TrainConfig, fit
-from shared.experiment import ArmRun
+from shared.experiment import ArmRun, untrained_arm
 from shared.results import read_record
 
 
@@ -25,8 +36,8 @@ def smoke(tmp_path_factory):
 def test_smoke_run_learns_and_writes_a_valid_record(smoke):
     rec = read_record(smoke / "out" / "adainf" / "smoke.json")
     chance = 1 / 12
-    for arm, metrics in rec["arms"].items():
-        assert metrics["knn_top1"][0] > 2 * chance, arm
+    for arm in ("none_strong", "adainf_weak"):
+        assert rec["arms"][arm]["knn_top1"][0] > 2 * chance, arm
     # 27 steps: the weakly augmented AdaInf arm's loss goes down (the strong arm's barely moves this soon)
     curve = [p[1] for p in rec["curves"]["adainf_weak"]]
     assert len(curve) > 6 and sum(curve[-4:]) < sum(curve[:4])
@@ -36,6 +47,49 @@ def test_smoke_run_learns_and_writes_a_valid_record(smoke):
     assert shares["adainf_weak"]["expected"] == pytest.approx(2880 / 3456)
     assert abs(shares["adainf_weak"]["observed"] - 2880 / 3456) < 0.08
     assert (smoke / "out" / "adainf" / "smoke_samples.png").stat().st_size > 1000
+    assert set(shares) == {"none_strong", "adainf_weak"}  # the floor is no cell of the grid
+    assert set(rec["analysis"]["mean_by_inflation_and_augmentation"]) == {"none", "adainf"}
+
+
+def test_untrained_arm_trains_nothing(smoke):
+    """The floor arm: none_strong's network at seed 0's initialisation, no generator, no step, same evaluation."""
+    rec = read_record(smoke / "out" / "adainf" / "smoke.json")
+    assert rec["floor"] == {"arm": "untrained", "metric": "knn_top1", "direction": "greater", "min_gain": 0.02}
+    assert rec["curves"]["untrained"] == [] and set(rec["arms"]["untrained"]) == set(rec["arms"]["none_strong"])
+    run = smoke / "runs" / "adainf" / "smoke" / "untrained" / "seed0"
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [next(iter(json.loads(line))) for line in lines] == ["eval"]
+    assert json.loads(lines[0])["eval"]["step"] == 0
+    cfg = PRESETS["smoke"].arms["untrained"]
+    _, bank, test = small_image_splits(cfg)
+    torch.manual_seed(0)
+    direct = real_only_evaluator(bank, test, cfg)(build_model(cfg))
+    for metric, value in direct.items():
+        assert rec["arms"]["untrained"][metric][0] == pytest.approx(value, abs=1e-6), metric
+
+
+def test_untrained_arm_fits_no_generator(tmp_path, monkeypatch):
+    """Even an inflating arm marked untrained fits no generator and draws no batch."""
+    monkeypatch.setenv("REPRO_CACHE_DIR", str(tmp_path / "cache"))
+    cfg = untrained_arm(PRESETS["smoke"].arms["adainf_weak"])
+    result = train_small(ArmRun("untrained", cfg, 0, tmp_path / "run", False, None, 5, False))
+    assert not (tmp_path / "cache").exists()
+    assert result.extras["generator"] is None and result.extras["num_generated"] == 0
+    assert result.extras["drawn"] == 0 and result.curve == [] and len(result.evaluations) == 1
+
+
+def test_floor_arm_and_headline():
+    for name in ("cpu", "smoke"):
+        exp = PRESETS[name]
+        assert next(iter(exp.arms)) == "untrained"
+        assert exp.arms["untrained"] == untrained_arm(exp.arms["none_strong"])
+    assert "untrained" not in PRESETS["paper"].arms
+    head = [(c.baseline, c.method, c.metric, c.direction) for c in PRESETS["cpu"].headline]
+    assert head == [
+        ("none_strong", "adainf_weak", "linear_top1", "greater"),
+        ("none_strong", "vanilla_strong", "linear_top1", "less"),
+    ]
+    assert PRESETS["cpu"].floor(list(PRESETS["cpu"].arms))["metric"] == "linear_top1"
 
 
 def test_generator_is_cached_once(smoke):
@@ -45,7 +99,8 @@ def test_generator_is_cached_once(smoke):
 
 def test_cpu_preset_is_the_stated_grid():
     exp = PRESETS["cpu"]
-    assert set(exp.arms) == {f"{i}_{a}" for i in ("none", "vanilla", "adainf") for a in ("strong", "weak")}
+    grid = {f"{i}_{a}" for i in ("none", "vanilla", "adainf") for a in ("strong", "weak")}
+    assert set(exp.arms) == grid | {"untrained"}
     assert exp.default_seeds >= 3
     head = exp.comparisons[0]
     assert (head.baseline, head.method, head.metric) == ("none_strong", "adainf_weak", "linear_top1")
@@ -53,8 +108,8 @@ def test_cpu_preset_is_the_stated_grid():
     # arms differ only in inflation and augmentation; |G| = 20 |R| as CIFAR-10's 1M vs 50k
     assert CPU_ARM["n_generated"] == 20 * 10 * CPU_ARM["train_per_class"] and CPU_ARM["bank_per_class"] >= 1000
     base = {k: v for k, v in exp.arms["none_strong"].items() if k not in ("inflation", "augmentation")}
-    for cfg in exp.arms.values():
-        assert {k: v for k, v in cfg.items() if k not in ("inflation", "augmentation")} == base
+    for arm in grid:
+        assert {k: v for k, v in exp.arms[arm].items() if k not in ("inflation", "augmentation")} == base
     assert [inflation_copies(n) for n in ("none", "vanilla", "adainf")] == [0, 1, 10]
     with pytest.raises(ValueError, match="unknown inflation"):
         inflation_copies("double")

@@ -1,5 +1,7 @@
 """CACR's presets: the smoke run learns, the cpu preset is the stated comparison, the paper preset steps."""
 
+import json
+
 import pytest
 import torch
 
@@ -8,14 +10,18 @@ from methods.cacr.experiments import (
     LT_ARM,
     PAPER_ARM,
     RepeatedView,
+    build_model,
     make_loss,
     official_view_transform,
     paper_model,
+    small_evaluator,
     tail_classes,
 )
 from shared.cli import main
 from shared.data.arrays import ImageArrays
+from shared.data.splits import small_image_splits
 from shared.engine import TrainConfig, fit
+from shared.experiment import untrained_arm
 from shared.results import read_record
 
 
@@ -30,9 +36,11 @@ def smoke(tmp_path_factory):
 def test_smoke_run_learns_and_writes_a_valid_record(smoke):
     rec = read_record(smoke / "out" / "cacr" / "smoke.json")
     chance = 1 / 12
-    for arm, metrics in rec["arms"].items():
-        assert metrics["knn_top1"][0] > 2 * chance, arm
-    for arm, curve in rec["curves"].items():
+    trained = [arm for arm in rec["arms"] if arm != "untrained"]
+    for arm in trained:
+        assert rec["arms"][arm]["knn_top1"][0] > 2 * chance, arm
+    for arm in trained:
+        curve = rec["curves"][arm]
         assert len(curve) > 3 and curve[-1][1] < curve[0][1], f"{arm}: loss did not go down"
     # CACR logs its two terms
     first = (smoke / "runs" / "cacr" / "smoke" / "cacr_bal" / "seed0" / "metrics.jsonl").read_text().splitlines()[0]
@@ -41,13 +49,15 @@ def test_smoke_run_learns_and_writes_a_valid_record(smoke):
 
 def test_cpu_preset_is_the_stated_comparison():
     exp = PRESETS["cpu"]
-    assert set(exp.arms) == {f"{m}_{s}" for m in ("cacr", "simclr", "align_uniform") for s in ("lt", "bal")}
+    trained = {f"{m}_{s}" for m in ("cacr", "simclr", "align_uniform") for s in ("lt", "bal")}
+    assert set(exp.arms) == trained | {"untrained"}
     assert exp.default_seeds >= 3
     head = exp.comparisons[0]
     assert (head.baseline, head.method, head.metric) == ("simclr_lt", "cacr_lt", "knn_top1")
     for c in exp.comparisons:
         assert c.method.startswith("cacr_")
-    for name, cfg in exp.arms.items():
+    for name in trained:
+        cfg = exp.arms[name]
         assert cfg["data"] == "fashion_mnist"
         assert cfg["tau_neg"] == 0.9 and cfg["tau_pos"] == 1.0 and cfg["alpha"] == cfg["beta"] == 1.0
         assert (cfg.get("imbalance_ratio") == 0.1) == name.endswith("_lt")
@@ -56,6 +66,40 @@ def test_cpu_preset_is_the_stated_comparison():
         same = [{k: v for k, v in exp.arms[f"{m}_{split}"].items() if k != "loss"} for m in ("cacr", "simclr")]
         assert same[0] == same[1]
         assert len(same[0]["crops"]) == 2 and same[0]["crops"][1][0] >= 2  # local crops: several positives
+
+
+def test_floor_arm_and_headline():
+    """The untrained floor is the headline baseline's config; the claim is the two long-tailed kNN comparisons."""
+    cpu, smoke = PRESETS["cpu"], PRESETS["smoke"]
+    assert next(iter(cpu.arms)) == "untrained" and next(iter(smoke.arms)) == "untrained"
+    assert cpu.arms["untrained"] == untrained_arm(cpu.arms["simclr_lt"])
+    assert smoke.arms["untrained"] == untrained_arm(smoke.arms["simclr_bal"])
+    assert [(c.baseline, c.method, c.metric) for c in cpu.headline] == [
+        ("simclr_lt", "cacr_lt", "knn_top1"),
+        ("align_uniform_lt", "cacr_lt", "knn_top1"),
+    ]
+    assert cpu.floor(list(cpu.arms)) == {
+        "arm": "untrained",
+        "metric": "knn_top1",
+        "direction": "greater",
+        "min_gain": 0.02,
+    }
+
+
+def test_untrained_arm_trains_nothing(smoke):
+    """The smoke run's floor: no training step, scored like the baseline at its seed's initialisation."""
+    rec = read_record(smoke / "out" / "cacr" / "smoke.json")
+    assert rec["floor"]["arm"] == "untrained" and rec["curves"]["untrained"] == []
+    assert set(rec["arms"]["untrained"]) == set(rec["arms"]["simclr_bal"])
+    lines = (smoke / "runs" / "cacr" / "smoke" / "untrained" / "seed0" / "metrics.jsonl").read_text().splitlines()
+    assert [next(iter(json.loads(line))) for line in lines] == ["eval"]
+    assert json.loads(lines[0])["eval"]["step"] == 0
+    cfg = PRESETS["smoke"].arms["untrained"]
+    train, bank, test = small_image_splits(cfg)
+    torch.manual_seed(0)
+    direct = small_evaluator(cfg, train, bank, test)(build_model(cfg))
+    for metric, value in direct.items():
+        assert rec["arms"]["untrained"][metric][0] == pytest.approx(value, abs=1e-6), metric
 
 
 def test_long_tailed_split_profile():

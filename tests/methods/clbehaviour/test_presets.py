@@ -1,13 +1,17 @@
 """CL-Behaviour's presets: the smoke sweep learns and draws its curves, the cpu preset is the stated
 sweep, the paper preset builds and steps once."""
 
+import json
+
 import pytest
 import torch
 
 from methods.clbehaviour import PAPER, PRESETS, ContrastiveLoss, make_loss
-from methods.clbehaviour.experiments import CPU_HARD, CPU_PLAIN, PAPER_ARM, paper_model
+from methods.clbehaviour.experiments import CPU_HARD, CPU_PLAIN, PAPER_ARM, SmallEvaluator, build_model, paper_model
 from shared.cli import main
+from shared.data.splits import small_image_splits
 from shared.engine import TrainConfig, fit
+from shared.experiment import untrained_arm
 from shared.results import read_record
 
 
@@ -23,10 +27,13 @@ def test_smoke_sweep_learns_and_records_the_curves(smoke):
     out = smoke / "out" / "clbehaviour"
     rec = read_record(out / "smoke.json")
     chance = 1 / 12
-    for arm, metrics in rec["arms"].items():
+    trained = [arm for arm in rec["arms"] if arm != "untrained"]
+    for arm in trained:
+        metrics = rec["arms"][arm]
         assert metrics["knn_top1"][0] > 2 * chance, arm
         assert -8 <= metrics["l_unif"][0] <= 0 and -1 <= metrics["tolerance"][0] <= 1, arm
-    for arm, curve in rec["curves"].items():
+    for arm in trained:
+        curve = rec["curves"][arm]
         assert curve[-1][1] < curve[0][1], f"{arm}: loss did not go down"
     curves = rec["analysis"]["curves"]
     assert set(curves) == {"plain", "hard"} and set(curves["plain"]) == {"0.1", "1"}
@@ -35,11 +42,56 @@ def test_smoke_sweep_learns_and_records_the_curves(smoke):
         assert (out / name).stat().st_size > 1000, name
 
 
+def test_untrained_arm_trains_nothing(smoke):
+    """The floor arm: no training step, scored like plain τ = 0.1 at its seed's initialisation."""
+    rec = read_record(smoke / "out" / "clbehaviour" / "smoke.json")
+    assert rec["floor"] == {"arm": "untrained", "metric": "knn_top1", "direction": "greater", "min_gain": 0.02}
+    assert rec["curves"]["untrained"] == []
+    assert set(rec["arms"]["untrained"]) == set(rec["arms"]["plain_tau0.1"])
+    run = smoke / "runs" / "clbehaviour" / "smoke" / "untrained" / "seed0"
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [next(iter(json.loads(line))) for line in lines] == ["eval"]
+    assert json.loads(lines[0])["eval"]["step"] == 0
+    cfg = PRESETS["smoke"].arms["untrained"]
+    _, bank, test = small_image_splits(cfg)
+    torch.manual_seed(0)
+    direct = SmallEvaluator(cfg, bank, test)(build_model(cfg))
+    for metric, value in direct.items():
+        assert rec["arms"]["untrained"][metric][0] == pytest.approx(value, abs=1e-5), metric
+    # the floor is no point of the τ sweep
+    assert set(rec["analysis"]["curves"]["plain"]) == {"0.1", "1"}
+
+
+def test_floor_arm_and_headline():
+    cpu = PRESETS["cpu"]
+    assert next(iter(cpu.arms)) == "untrained" and next(iter(PRESETS["smoke"].arms)) == "untrained"
+    assert cpu.arms["untrained"] == untrained_arm(cpu.arms["plain_tau0.05"])
+    assert PRESETS["smoke"].arms["untrained"] == untrained_arm(PRESETS["smoke"].arms["plain_tau0.1"])
+    assert cpu.floor(list(cpu.arms))["metric"] == "knn_top1"
+    head = [(c.baseline, c.method, c.metric, c.direction) for c in cpu.headline]
+    assert head[:2] == [
+        ("plain_tau0.05", "plain_tau0.2", "knn_top1", "greater"),
+        ("plain_tau1", "plain_tau0.2", "knn_top1", "greater"),
+    ]
+    steps = [c for c in cpu.comparisons if c.label.startswith("step")]
+    assert all(c.headline for c in steps) and len(head) == 2 + len(steps) + 1
+    assert head[-1] == ("plain_tau1", "hard_tau1", "l_unif", "less")
+    secondary = {c.label for c in cpu.comparisons if not c.headline}
+    assert secondary == {
+        "L_unif rises from τ=0.05 to τ=1 (less uniform)",
+        "tolerance rises from τ=0.05 to τ=1",
+        "hard vs plain at τ=1: kNN",
+        "hard vs plain at τ=0.5: lower L_unif (regains uniformity)",
+        "hard vs plain at τ=0.5: kNN",
+    }
+
+
 def test_cpu_preset_is_the_stated_sweep():
     exp = PRESETS["cpu"]
     assert exp.default_seeds >= 3 and len(CPU_PLAIN) >= 5 and len(CPU_HARD) >= 2
-    plain = {cfg["temperature"] for cfg in exp.arms.values() if cfg["loss"] == "plain"}
-    hard = {cfg["temperature"] for cfg in exp.arms.values() if cfg["loss"] == "hard"}
+    trained = [cfg for arm, cfg in exp.arms.items() if arm != "untrained"]
+    plain = {cfg["temperature"] for cfg in trained if cfg["loss"] == "plain"}
+    hard = {cfg["temperature"] for cfg in trained if cfg["loss"] == "hard"}
     assert plain == set(CPU_PLAIN) and min(plain) <= 0.05 and max(plain) >= 1.0 and 0.2 in plain
     assert hard == set(CPU_HARD) and hard <= plain  # each hard arm has its plain twin
     headline = exp.comparisons[0]
@@ -49,7 +101,7 @@ def test_cpu_preset_is_the_stated_sweep():
     assert len(steps) == 2 * (len(CPU_PLAIN) - 1)
     # arms differ only in the loss and τ; the hard loss keeps fewer negatives than the batch offers
     base = {k: v for k, v in exp.arms["plain_tau0.2"].items() if k not in ("loss", "temperature")}
-    for cfg in exp.arms.values():
+    for cfg in trained:
         assert {k: v for k, v in cfg.items() if k not in ("loss", "temperature")} == base
     assert base["hard_k"] < 2 * base["batch_size"] - 2
 

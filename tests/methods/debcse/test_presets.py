@@ -2,15 +2,17 @@
 the paper preset (BERT-base recipe) builds and steps once on a random BERT config with sampled pairs."""
 
 import dataclasses
+import json
 
 import pytest
 import torch
 
 from methods.debcse import PAPER, PRESETS, DebCSE, IPWConfig, IPWPairBatches, build_model, build_pair_table
-from methods.debcse.experiments import ipw_config
+from methods.debcse.experiments import ipw_config, train_arm
 from shared.engine import TrainConfig, fit
-from shared.experiment import run_experiment
+from shared.experiment import ArmRun, run_experiment, untrained_arm
 from shared.results import read_record
+from shared.text.experiment import sts_evaluator
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +32,15 @@ def test_smoke_run_learns_and_writes_a_valid_record(smoke):
     for arm, metrics in rec["arms"].items():
         assert set(metrics) >= {"sts12", "sts13", "sts14", "sts15", "sts16", "stsb", "sts_avg"}, arm
     for arm, curve in rec["curves"].items():
+        if arm == "untrained":
+            continue  # the floor: no step, no curve
         assert len(curve) == 4 and curve[-1][1] < curve[0][1], f"{arm}: loss did not go down"
     assert list((tmp / "runs" / "_text_shared").glob("teacher-*.pt"))  # teacher embeddings cached
 
 
 def test_cpu_preset_is_the_stated_comparison():
     exp = PRESETS["cpu"]
-    assert set(exp.arms) == {"simcse", "debcse"} and exp.default_seeds >= 3
+    assert set(exp.arms) == {"untrained", "simcse", "debcse"} and exp.default_seeds >= 3
     c = exp.comparisons[0]
     assert (c.baseline, c.method, c.metric) == ("simcse", "debcse", "sts_avg")
     d = exp.arms["debcse"]
@@ -83,3 +87,33 @@ def test_build_errors_and_card():
     with pytest.raises(ValueError, match="unknown method"):
         build_model({**PRESETS["smoke"].arms["simcse"], "method": "diffcse"})
     assert PAPER.number == 38 and any(r.value == 80.33 for r in PAPER.reported)
+
+
+@pytest.mark.parametrize("preset", ["smoke", "cpu"])
+def test_floor_arm_is_the_simcse_start_and_the_headline_is_the_claim(preset):
+    exp = PRESETS[preset]
+    assert next(iter(exp.arms)) == "untrained" and exp.arms["untrained"] == untrained_arm(exp.arms["simcse"])
+    assert [(c.baseline, c.method, c.metric) for c in exp.headline] == [("simcse", "debcse", "sts_avg")]
+    floor = {"arm": "untrained", "metric": "sts_avg", "direction": "greater", "min_gain": 0.5}
+    assert exp.floor(list(exp.arms)) == floor
+
+
+def test_untrained_arm_is_the_start_encoder_scored_like_simcse(smoke):
+    """No step runs: the floor's metrics are the STS evaluation of a fresh model of the same seed."""
+    tmp, rec = smoke
+    assert set(rec["arms"]["untrained"]) == set(rec["arms"]["simcse"]) and rec["curves"]["untrained"] == []
+    lines = (tmp / "runs" / "debcse" / "smoke" / "untrained" / "seed0" / "metrics.jsonl").read_text().splitlines()
+    assert [list(json.loads(line)) for line in lines] == [["eval"]]  # one evaluation, no training line
+    cfg = {**PRESETS["smoke"].arms["untrained"], "train_sentences": 128, "sts_pairs": 60}
+    torch.manual_seed(0)
+    fresh = sts_evaluator(cfg, None)(build_model(cfg))
+    assert fresh == pytest.approx({k: v[0] for k, v in rec["arms"]["untrained"].items()}, abs=1e-4)
+
+
+def test_untrained_debcse_config_builds_no_teacher_and_no_pair_table(tmp_path):
+    """Evaluation only: even a DebCSE config marked untrained skips the teacher embeddings and the sampler."""
+    cfg = untrained_arm({**PRESETS["smoke"].arms["debcse"], "train_sentences": 64, "sts_pairs": 30})
+    run_dir = tmp_path / "runs" / "debcse" / "smoke" / "untrained" / "seed0"
+    result = train_arm(ArmRun("untrained", cfg, 0, run_dir, False, None, None, False))
+    assert result.curve == [] and [e["step"] for e in result.evaluations] == [0]
+    assert not (tmp_path / "runs" / "_text_shared").exists()

@@ -1,12 +1,16 @@
 """Hydra's presets: the smoke run learns and writes the gate analysis; cpu is the stated comparison; paper steps."""
 
+import json
+
 import pytest
 import torch
 
 from methods.hydra_cl import PAPER, PRESETS
-from methods.hydra_cl.experiments import PAPER_ARM, build_gate, paper_model
+from methods.hydra_cl.experiments import PAPER_ARM, build_gate, build_model, paper_model
 from shared.cli import main
+from shared.data.splits import small_image_splits
 from shared.engine import TrainConfig, fit
+from shared.experiment import untrained_arm
 from shared.results import read_record
 
 
@@ -21,11 +25,13 @@ def smoke(tmp_path_factory):
 def test_smoke_run_learns_and_writes_the_gate_analysis(smoke):
     rec = read_record(smoke / "out" / "hydra_cl" / "smoke.json")
     chance = 1 / 12
-    for arm, metrics in rec["arms"].items():
+    for arm in ("moco_v3", "hydra"):
+        metrics = rec["arms"][arm]
         assert metrics["knn_top1"][0] > 2 * chance, arm
         assert metrics["linear_top1"][0] > 2 * chance, arm
         assert 1 <= metrics["effective_rank"][0] <= 64
-    for arm, curve in rec["curves"].items():
+    for arm in ("moco_v3", "hydra"):
+        curve = rec["curves"][arm]
         assert len(curve) > 3 and curve[-1][1] < curve[0][1], f"{arm}: loss did not go down"
     analysis = rec["analysis"]
     overlap = torch.tensor(analysis["gate_overlap"])
@@ -35,9 +41,41 @@ def test_smoke_run_learns_and_writes_the_gate_analysis(smoke):
     assert (smoke / "out" / "hydra_cl" / "smoke_gate_overlap.png").stat().st_size > 1000
 
 
+def test_untrained_arm_trains_nothing(smoke):
+    """The floor arm: MoCo v3 at its seed's initialisation, no training step, the same evaluation."""
+    rec = read_record(smoke / "out" / "hydra_cl" / "smoke.json")
+    assert rec["floor"] == {"arm": "untrained", "metric": "linear_top1", "direction": "greater", "min_gain": 0.02}
+    assert rec["curves"]["untrained"] == [] and set(rec["arms"]["untrained"]) == set(rec["arms"]["moco_v3"])
+    run = smoke / "runs" / "hydra_cl" / "smoke" / "untrained" / "seed0"
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [next(iter(json.loads(line))) for line in lines] == ["eval"]
+    assert json.loads(lines[0])["eval"]["step"] == 0
+    assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == 0
+    # its weights are those of a MoCo v3 model built fresh with seed 0
+    cfg = PRESETS["smoke"].arms["untrained"]
+    train, _, _ = small_image_splits(cfg)
+    torch.manual_seed(0)
+    fresh = build_model({**cfg, "num_classes": train.num_classes})
+    saved = torch.load(run / "checkpoint.pt", weights_only=False)["model"]
+    assert set(saved) == set(fresh.state_dict())
+    for name, value in fresh.state_dict().items():
+        assert torch.equal(saved[name], value), name
+
+
+def test_floor_arm_and_headline():
+    for name in ("cpu", "smoke"):
+        exp = PRESETS[name]
+        assert next(iter(exp.arms)) == "untrained"
+        assert exp.arms["untrained"] == untrained_arm(exp.arms["moco_v3"])
+        assert [(c.baseline, c.method, c.metric) for c in exp.headline] == [
+            ("moco_v3", "hydra", "linear_top1"),
+            ("moco_v3", "hydra", "effective_rank"),
+        ]
+
+
 def test_cpu_preset_is_the_stated_comparison():
     exp = PRESETS["cpu"]
-    assert set(exp.arms) == {"moco_v3", "hydra"} and exp.default_seeds >= 3
+    assert set(exp.arms) == {"untrained", "moco_v3", "hydra"} and exp.default_seeds >= 3
     assert exp.comparisons[0].metric == "linear_top1" and exp.comparisons[0].baseline == "moco_v3"
     assert {c.metric for c in exp.comparisons} >= {"linear_top1", "effective_rank"}
     base, hydra = exp.arms["moco_v3"], exp.arms["hydra"]

@@ -68,15 +68,19 @@ def test_isogclr_step_matches_float64_loop(first_visit):
     loss_fn.tau_momentum.normal_(generator=g)
     if not first_visit:
         loss_fn.log_s.uniform_(0.0, 2.0, generator=g)
+        loss_fn.visited.fill_(True)
     index = torch.tensor([7, 2, 9, 0, 4, 5])
     before = {k: v.clone() for k, v in loss_fn.state_dict().items()}
+    before["log_s"] = loss_fn.log_state().clone()  # −inf: not yet visited
     value, _, log_s, u, tau = naive_step(
         z1, z2, index.tolist(), before["log_s"], before["tau"], before["tau_momentum"], **kw
     )
     a, b = z1.clone().requires_grad_(True), z2.clone().requires_grad_(True)
     loss = loss_fn(a, b, index)
     assert loss.item() == pytest.approx(value, abs=1e-10)
-    assert torch.allclose(loss_fn.log_s, log_s, atol=1e-10)
+    assert torch.equal(loss_fn.log_state().isfinite(), log_s.isfinite())
+    assert torch.allclose(loss_fn.log_state().nan_to_num(neginf=0), log_s.nan_to_num(neginf=0), atol=1e-10)
+    assert loss_fn.visited.sum() == (10 if not first_visit else 6) and torch.isfinite(loss_fn.log_s).all()
     assert torch.allclose(loss_fn.tau_momentum, u, atol=1e-10)
     assert torch.allclose(loss_fn.tau, tau, atol=1e-10)
     untouched = torch.tensor([1, 3, 6, 8])
@@ -214,8 +218,17 @@ def test_tiny_temperature_stays_finite():
 
 
 def test_states_are_buffers_in_state_dict():
-    assert set(ISogCLRLoss(5).state_dict()) == {"log_s", "tau", "tau_momentum"}
-    assert set(SogCLRLoss(5).state_dict()) == {"log_s"}
+    assert set(ISogCLRLoss(5).state_dict()) == {"log_s", "visited", "tau", "tau_momentum"}
+    assert set(SogCLRLoss(5).state_dict()) == {"log_s", "visited"}
+
+
+def test_unvisited_samples_leave_the_state_finite():
+    """Checkpoints may hold no NaN/Inf (the engine refuses them): "not yet visited" is a flag, not −inf."""
+    loss_fn = ISogCLRLoss(10)
+    loss_fn(*rand_pair(4, 5, seed=4), torch.tensor([1, 3, 5, 7]))
+    assert loss_fn.visited.tolist() == [i in (1, 3, 5, 7) for i in range(10)]
+    assert all(torch.isfinite(t).all() for t in loss_fn.state_dict().values() if t.is_floating_point())
+    assert torch.isneginf(loss_fn.log_state()).sum() == 6
 
 
 @pytest.mark.parametrize(

@@ -1,14 +1,18 @@
 """SogCLR / iSogCLR presets: smoke learns and writes the τ analysis, states survive resume, paper steps once."""
 
+import json
+
 import pytest
 import torch
 
 from methods.isogclr import PAPER, PRESETS, IndexedTwoViewContrastive, build_model, correlations, make_loss
 from methods.isogclr.analysis import tau_statistics
-from methods.isogclr.experiments import PAPER_ARM, SMOKE_ARM, paper_model, reversed_long_tail
+from methods.isogclr.experiments import PAPER_ARM, SMOKE_ARM, knn_report, paper_model, reversed_long_tail
 from shared.cli import main
 from shared.data.shapes import make_shapes
+from shared.data.splits import small_image_splits
 from shared.engine import InMemoryBatches, TrainConfig, fit
+from shared.experiment import untrained_arm
 from shared.results import read_record
 
 
@@ -23,14 +27,47 @@ def smoke(tmp_path_factory):
 
 def test_smoke_run_learns_and_writes_the_tau_analysis(smoke):
     rec = read_record(smoke / "out" / "isogclr" / "smoke.json")
-    for arm, metrics in rec["arms"].items():
-        assert metrics["knn_top1"][0] > 2 / 12, arm  # 12 shape classes
+    assert set(rec["arms"]) == {"untrained", "simclr_t0.1", "isogclr"}  # the floor arm always runs
+    for arm in ("simclr_t0.1", "isogclr"):
+        assert rec["arms"][arm]["knn_top1"][0] > 2 / 12, arm  # 12 shape classes
     tau = rec["analysis"]["tau"]["isogclr"]
     assert len(tau["tau_class_mean"]) == 12 and all(0.05 <= t <= 1.0 for t in tau["tau_class_mean"])
     assert tau["spearman"] is None  # balanced classes: no frequency to correlate with
-    assert set(rec["analysis"]["knn_per_class"]) == {"simclr_t0.1", "isogclr"}
+    assert set(rec["analysis"]["knn_per_class"]) == {"untrained", "simclr_t0.1", "isogclr"}
+    assert set(rec["analysis"]["tau"]) == {"isogclr"}
     assert (smoke / "out" / "isogclr" / "smoke_tau_vs_frequency.png").stat().st_size > 1000
     assert (smoke / "out" / "isogclr" / "smoke_curves.png").stat().st_size > 1000
+
+
+def test_untrained_arm_trains_nothing(smoke):
+    """The floor arm: no training step, scored like SimCLR τ = 0.1 at its seed's initialisation."""
+    rec = read_record(smoke / "out" / "isogclr" / "smoke.json")
+    assert rec["floor"]["arm"] == "untrained" and rec["curves"]["untrained"] == []
+    assert set(rec["arms"]["untrained"]) == set(rec["arms"]["simclr_t0.1"])
+    lines = (smoke / "runs" / "isogclr" / "smoke" / "untrained" / "seed0" / "metrics.jsonl").read_text().splitlines()
+    assert [next(iter(json.loads(line))) for line in lines] == ["eval"]
+    assert json.loads(lines[0])["eval"]["step"] == 0
+    cfg = PRESETS["smoke"].arms["untrained"]
+    train, bank, test = small_image_splits(cfg)
+    torch.manual_seed(0)
+    model = build_model(cfg, len(train))
+    evaluate, _ = knn_report(cfg, bank, test, torch.bincount(train.labels, minlength=train.num_classes))
+    for metric, value in evaluate(model).items():
+        assert rec["arms"]["untrained"][metric][0] == pytest.approx(value, abs=1e-6), metric
+
+
+def test_floor_arm_and_headline():
+    for name in ("cpu", "smoke"):
+        exp = PRESETS[name]
+        assert next(iter(exp.arms)) == "untrained"
+        assert exp.arms["untrained"] == untrained_arm(exp.arms["simclr_t0.1"])
+        assert [(c.baseline, c.method, c.metric) for c in exp.headline] == [("simclr_t0.1", "isogclr", "knn_top1")]
+        assert exp.floor(list(exp.arms)) == {
+            "arm": "untrained",
+            "metric": "knn_top1",
+            "direction": "greater",
+            "min_gain": 0.02,
+        }
 
 
 def _tiny_run(run_dir, max_steps=None, resume=False):
@@ -48,12 +85,13 @@ def test_resume_restores_the_per_sample_state(tmp_path):
     whole = _tiny_run(tmp_path / "whole")
     _tiny_run(tmp_path / "cut", max_steps=3)
     resumed = _tiny_run(tmp_path / "cut", resume=True)
-    assert torch.isfinite(whole.loss.log_s).sum() == 96  # 3 full batches an epoch cover all 96 images
+    assert whole.loss.visited.sum() == 96  # 3 full batches an epoch cover all 96 images
     assert torch.allclose(resumed.loss.log_s, whole.loss.log_s, atol=1e-6)
+    assert torch.equal(resumed.loss.visited, whole.loss.visited)
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.allclose(a.float(), b.float(), atol=1e-6), name
     fresh = _tiny_run(tmp_path / "fresh", max_steps=3)  # the check can fail: a cut run differs
-    assert not torch.allclose(fresh.loss.log_s.nan_to_num(neginf=0), whole.loss.log_s.nan_to_num(neginf=0))
+    assert not torch.allclose(fresh.loss.log_s, whole.loss.log_s)
 
 
 def test_batches_carry_dataset_indices():
@@ -71,7 +109,7 @@ def test_batches_carry_dataset_indices():
 def test_cpu_preset_is_the_stated_comparison():
     exp = PRESETS["cpu"]
     main_arms = {"simclr_t0.1", "simclr_t0.3", "simclr_t0.5", "sogclr_t0.1", "isogclr"}
-    assert set(exp.arms) == main_arms | {"isogclr_reversed"}
+    assert set(exp.arms) == main_arms | {"isogclr_reversed", "untrained"}
     assert exp.default_seeds >= 3 and exp.analysis is not None
     head = exp.comparisons[0]
     assert (head.baseline, head.method, head.metric) == ("simclr_t0.1", "isogclr", "knn_top1")
@@ -116,7 +154,7 @@ def test_paper_preset_builds_and_steps_once(tmp_path):
     cfg = TrainConfig(epochs=1, batch_size=2, lr=0.8 * 2 / 256, optimizer="lars", weight_decay=5e-4, progress=False)
     assert fit(model, FakeIndexed(), cfg, tmp_path).steps == 1
     changed = (model.loss.tau != before).nonzero().squeeze(1).tolist()
-    assert set(changed) <= {3, 7} and torch.isfinite(model.loss.log_s[[3, 7]]).all()
+    assert set(changed) <= {3, 7} and model.loss.visited.nonzero().squeeze(1).tolist() == [3, 7]
 
 
 def test_make_loss_and_model_errors():

@@ -6,12 +6,23 @@ import torch
 from methods.supremix import PAPER, PRESETS
 from methods.supremix.data import RegressionSet, TensorBatches, agedb_csv, diabetes, rotate_images
 from methods.supremix.evaluation import mean_predictor_mae, ordinality, ridge_probe_mae, spearman
-from methods.supremix.experiments import METHODS, PAPER_ARM, load_data, make_loss, paper_model, train_paper
+from methods.supremix.experiments import (
+    CPU_HEADLINE_BASELINE,
+    METHODS,
+    PAPER_ARM,
+    build_model,
+    load_data,
+    make_loss,
+    paper_model,
+    regression_evaluator,
+    train_paper,
+    train_small,
+)
 from methods.supremix.model import ContrastiveRegression, DirectRegression, FeatureNoise, ImageRegressionAugment
 from shared.cli import main
 from shared.data.errors import DataUnavailableError
 from shared.engine import TrainConfig, fit
-from shared.experiment import ArmRun
+from shared.experiment import ArmRun, untrained_arm
 from shared.results import read_record
 
 
@@ -23,22 +34,28 @@ def smoke(tmp_path_factory):
     return read_record(tmp / "out" / "supremix" / "smoke.json")
 
 
+FLOOR_ARMS = {"untrained", "untrained_diabetes"}
+TRAINED_ARMS = {f"{d}_{m}" for d in ("fmnist", "diabetes") for m in METHODS}
+
+
 def test_smoke_run_learns_and_writes_a_valid_record(smoke):
-    assert set(smoke["arms"]) == {f"{d}_{m}" for d in ("fmnist", "diabetes") for m in METHODS}
+    assert set(smoke["arms"]) == TRAINED_ARMS | FLOOR_ARMS
     for data in ("fmnist", "diabetes"):
         chance = smoke["analysis"][data]["mean_predictor_mae"]
         for m in METHODS:
             mae = smoke["arms"][f"{data}_{m}"]["mae"][0]
             assert mae < 0.9 * chance, (data, m, mae, chance)  # beats predicting the training mean
-    assert all(curve and all(torch.isfinite(torch.tensor(p[1])) for p in curve) for curve in smoke["curves"].values())
+    curves = [c for arm, c in smoke["curves"].items() if arm in TRAINED_ARMS]
+    assert all(curve and all(torch.isfinite(torch.tensor(p[1])) for p in curve) for curve in curves)
     assert smoke["analysis"]["fmnist"]["strongest_baseline"] in METHODS[1:]
 
 
 def test_cpu_preset_is_the_stated_comparison():
     exp = PRESETS["cpu"]
-    assert set(exp.arms) == {f"{d}_{m}" for d in ("fmnist", "diabetes") for m in METHODS}
+    assert set(exp.arms) == TRAINED_ARMS | FLOOR_ARMS
     assert exp.default_seeds >= 3
     head = exp.comparisons[0]
+    assert exp.headline == [head]  # the claim: SupReMix vs the strongest baseline on the image set
     assert head.method == "fmnist_supremix" and head.metric == "mae" and head.direction == "less"
     assert head.baseline.startswith("fmnist_") and head.baseline != "fmnist_supremix"
     for data in ("fmnist", "diabetes"):
@@ -108,7 +125,6 @@ def test_models_step_on_tabular_data(tmp_path):
     train, _ = diabetes()
     assert len(train) == 342 and train.inputs.shape == (342, 10)
     cfg = dict(PRESETS["smoke"].arms["diabetes_supremix"])
-    from methods.supremix.experiments import build_model
 
     for method in METHODS:
         model = build_model({**cfg, "method": method}, train)
@@ -145,3 +161,37 @@ def test_error_paths():
 def test_card():
     assert PAPER.number == 10 and PAPER.package == "supremix" and PAPER.arxiv == "2309.16633"
     assert any("verify" in str(r.value) or "verify" in r.source for r in PAPER.reported)
+
+
+@pytest.mark.parametrize("preset", ["smoke", "cpu"])
+def test_floor_arms_are_the_headline_baselines_untrained(preset):
+    """One floor per data set: the headline baseline's config (encoder, probe) at initialisation, judged on MAE."""
+    exp = PRESETS[preset]
+    base = exp.headline[0].baseline
+    assert base == f"fmnist_{CPU_HEADLINE_BASELINE if preset == 'cpu' else 'supcon'}"
+    assert list(exp.arms)[:2] == ["untrained", "untrained_diabetes"]
+    assert exp.arms["untrained"] == untrained_arm(exp.arms[base])
+    assert exp.arms["untrained_diabetes"] == untrained_arm(exp.arms[base.replace("fmnist_", "diabetes_")])
+    main, extra = exp.floor(list(exp.arms))
+    assert (main["arm"], main["metric"], main["direction"], main["min_gain"]) == ("untrained", "mae", "less", 0.5)
+    assert (extra["arm"], extra["metric"], extra["direction"]) == ("untrained_diabetes", "mae", "less")
+    assert set(extra["arms"]) == {f"diabetes_{m}" for m in METHODS} and extra["min_gain"] == 1.25
+
+
+def test_untrained_arm_trains_nothing_and_is_scored_like_the_baseline(smoke, tmp_path):
+    """The floor arms' metrics are the evaluation of a fresh model of the same seed; no training step runs."""
+    exp = PRESETS["smoke"]
+    for floor, base in (("untrained", "fmnist_supcon"), ("untrained_diabetes", "diabetes_supcon")):
+        assert set(smoke["arms"][floor]) == set(smoke["arms"][base])
+        assert smoke["curves"][floor] == []  # no loss was logged: no step
+        cfg = exp.arms[floor]
+        train, test = load_data(cfg)
+        torch.manual_seed(0)
+        fresh = regression_evaluator(cfg, train, test)(build_model(cfg, train))
+        assert fresh == pytest.approx({k: v[0] for k, v in smoke["arms"][floor].items()}, rel=1e-5), floor
+    # the l1 baseline's floor (cpu's headline baseline) goes through fit with zero epochs: no step, one evaluation
+    cfg = untrained_arm({**exp.arms["diabetes_l1"], "epochs": 3})
+    run = ArmRun("untrained_diabetes", cfg, 0, tmp_path / "r", False, None, 5, False)
+    result = train_small(run)
+    assert result.curve == [] and [e["step"] for e in result.evaluations] == [0]
+    assert set(result.metrics) == {"mae", "spearman", "mae_head"}

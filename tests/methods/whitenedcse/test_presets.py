@@ -2,14 +2,17 @@
 the paper preset (BERT-base recipe) builds and steps once on a random BERT-base-width config."""
 
 import dataclasses
+import json
 
 import pytest
 import torch
 
 from methods.whitenedcse import PAPER, PRESETS, WhitenedCSE, build_model
+from methods.whitenedcse.experiments import train_arm
 from shared.engine import TrainConfig, fit
-from shared.experiment import run_experiment
+from shared.experiment import ArmRun, run_experiment, untrained_arm
 from shared.results import read_record
+from shared.text.experiment import _shared_file, sts_evaluator, text_train_config
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +41,7 @@ def test_smoke_run_learns_and_writes_a_valid_record(smoke):
 
 def test_cpu_preset_is_the_stated_comparison():
     exp = PRESETS["cpu"]
-    assert set(exp.arms) == {"simcse", "whitenedcse"} and exp.default_seeds >= 3
+    assert set(exp.arms) == {"untrained", "simcse", "whitenedcse"} and exp.default_seeds >= 3
     c = exp.comparisons[0]
     assert (c.baseline, c.method, c.metric) == ("simcse", "whitenedcse", "sts_avg")
     w = exp.arms["whitenedcse"]
@@ -86,3 +89,40 @@ def test_build_errors_and_card():
     with pytest.raises(ValueError, match="unknown method"):
         build_model({**PRESETS["smoke"].arms["simcse"], "method": "bert-flow"})
     assert PAPER.number == 20 and any(r.value == 78.78 for r in PAPER.reported)
+
+
+@pytest.mark.parametrize("preset", ["smoke", "cpu"])
+def test_floor_arm_is_the_simcse_start_and_the_headline_is_the_claim(preset):
+    exp = PRESETS[preset]
+    assert next(iter(exp.arms)) == "untrained" and exp.arms["untrained"] == untrained_arm(exp.arms["simcse"])
+    assert [(c.baseline, c.method, c.metric) for c in exp.headline] == [("simcse", "whitenedcse", "sts_avg")]
+    floor = {"arm": "untrained", "metric": "sts_avg", "direction": "greater", "min_gain": 0.5}
+    assert exp.floor(list(exp.arms)) == floor
+
+
+def test_untrained_arm_is_the_start_encoder_scored_like_simcse(smoke):
+    """No step runs: the floor's metrics are the STS evaluation of a fresh model of the same seed."""
+    tmp, rec = smoke
+    assert set(rec["arms"]["untrained"]) == set(rec["arms"]["simcse"]) and rec["curves"]["untrained"] == []
+    lines = (tmp / "runs" / "whitenedcse" / "smoke" / "untrained" / "seed0" / "metrics.jsonl").read_text().splitlines()
+    assert [list(json.loads(line)) for line in lines] == [["eval"]]  # one evaluation, no training line
+    cfg = {**PRESETS["smoke"].arms["untrained"], "train_sentences": 128, "sts_pairs": 60}
+    torch.manual_seed(0)
+    fresh = sts_evaluator(cfg, None)(build_model(cfg))
+    assert fresh == pytest.approx({k: v[0] for k, v in rec["arms"]["untrained"].items()}, abs=1e-4)
+
+
+def test_untrained_arm_neither_reads_nor_writes_the_shared_baseline_file(tmp_path):
+    """The cpu SimCSE arm shares its result across papers; its untrained copy must stay out of that cache."""
+    cfg = untrained_arm({**PRESETS["smoke"].arms["simcse"], "share_baseline": True, "train_sentences": 64})
+    cfg["sts_pairs"] = 30
+    run_dir = tmp_path / "runs" / "whitenedcse" / "cpu" / "untrained" / "seed0"
+    run = ArmRun("untrained", cfg, 0, run_dir, False, None, None, False)
+    planted = _shared_file(run)
+    planted.parent.mkdir(parents=True)
+    planted.write_text(json.dumps({"metrics": {"sts_avg": 99.0}, "curve": [], "evaluations": [], "wall_seconds": 0}))
+    result = train_arm(run)
+    assert result.metrics["sts_avg"] != 99.0 and result.curve == [] and len(result.evaluations) == 1
+    assert list(planted.parent.iterdir()) == [planted]  # nothing written next to it
+    # the same config without the flag would have trained: the flag alone makes it evaluation only
+    assert text_train_config(cfg, 0, 5, False).epochs == 0

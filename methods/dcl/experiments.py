@@ -19,7 +19,7 @@ from shared.data.hub import IMAGENET, IMAGENET_224, IMAGENET_OFFLINE, HubImages,
 from shared.data.splits import FASHION_MNIST_28, SHAPES_RGB, small_image_splits
 from shared.engine import InMemoryBatches, LoaderBatches, TrainConfig, fit
 from shared.evaluation import knn_accuracy, knn_evaluator, loader_features
-from shared.experiment import ArmResult, ArmRun, Comparison, Experiment
+from shared.experiment import ArmResult, ArmRun, Comparison, Experiment, untrained_arm
 from shared.heads import mlp_head
 from shared.losses import InfoNCELoss
 from shared.ssl import TwoViewContrastive
@@ -183,15 +183,20 @@ CLAIM = "DCL (no positive in the denominator) beats InfoNCE in kNN top-1 at a sm
 
 
 def _arms(base: dict, plan: dict[int, tuple[str, ...]]) -> dict[str, dict]:
-    """``{batch: losses}`` → arms named ``<loss>_b<batch>``."""
-    return {f"{loss}_b{b}": {**base, "loss": loss, "batch_size": b} for b, losses in plan.items() for loss in losses}
+    """``{batch: losses}`` → the floor arm ``untrained`` (the headline baseline, InfoNCE at the smallest
+    batch, never trained), then arms named ``<loss>_b<batch>``."""
+    arms = {f"{loss}_b{b}": {**base, "loss": loss, "batch_size": b} for b, losses in plan.items() for loss in losses}
+    return {"untrained": untrained_arm(arms[f"infonce_b{min(plan)}"]), **arms}
 
 
 def _comparisons(plan: dict[int, tuple[str, ...]]) -> list[Comparison]:
+    """``<loss>`` vs InfoNCE at every batch; the claim (headline) is DCL vs InfoNCE at the smallest batch."""
     out = []
     for b, losses in plan.items():
         for loss in losses[1:]:
-            out.append(Comparison(f"{loss.upper()} vs InfoNCE, batch {b}", f"infonce_b{b}", f"{loss}_b{b}", "knn_top1"))
+            headline = loss == "dcl" and b == min(plan)
+            label = f"{loss.upper()} vs InfoNCE, batch {b}"
+            out.append(Comparison(label, f"infonce_b{b}", f"{loss}_b{b}", "knn_top1", headline=headline))
     return out
 
 

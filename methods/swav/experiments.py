@@ -22,7 +22,7 @@ from shared.data.hub import IMAGENET, IMAGENET_224, IMAGENET_OFFLINE, HubImages,
 from shared.data.splits import FASHION_MNIST_28, SHAPES_RGB, small_image_splits
 from shared.engine import InMemoryBatches, LoaderBatches, TrainConfig, fit
 from shared.evaluation import knn_accuracy, knn_evaluator, loader_features
-from shared.experiment import ArmResult, ArmRun, Comparison, Experiment
+from shared.experiment import ArmResult, ArmRun, Comparison, Experiment, untrained_arm
 from shared.heads import mlp_head
 from shared.losses import InfoNCELoss
 from shared.multicrop import HubMultiCrop, MultiCropAugment, crop_groups, multicrop_transform
@@ -167,6 +167,7 @@ SMOKE_ARM = dict(
 
 SMOKE_MULTICROP = ((2, 32, (0.3, 1.0)), (2, 16, (0.1, 0.3)))
 SMOKE_ARMS = {
+    "untrained": untrained_arm(SMOKE_ARM),  # the floor: the headline baseline (2 crops) never trained
     "swav_2crop": SMOKE_ARM,
     "swav_multicrop": {**SMOKE_ARM, "crops": SMOKE_MULTICROP},
     "swav_queue": {**SMOKE_ARM, "queue_length": 64, "queue_start_epoch": 1},
@@ -200,6 +201,7 @@ CPU_ARM = dict(
 )
 
 CPU_ARMS = {
+    "untrained": untrained_arm(CPU_ARM),  # the floor: the headline baseline (SwAV 2×28) never trained
     "simclr_2x28": {**CPU_ARM, "method": "simclr"},
     "swav_2x28": CPU_ARM,
     "swav_2x28_4x14": {**CPU_ARM, "crops": (GLOBAL_CROPS, LOCAL_CROPS)},
@@ -238,7 +240,7 @@ PRESETS = {
         claim=CLAIM,
         arms=SMOKE_ARMS,
         comparisons=[
-            Comparison("multi-crop vs 2 crops", "swav_2crop", "swav_multicrop", "knn_top1"),
+            Comparison("multi-crop vs 2 crops", "swav_2crop", "swav_multicrop", "knn_top1", headline=True),
             Comparison("queue vs no queue", "swav_2crop", "swav_queue", "knn_top1"),
         ],
         train_arm=train_small,
@@ -255,7 +257,7 @@ PRESETS = {
         claim=CLAIM,
         arms=CPU_ARMS,
         comparisons=[
-            Comparison("SwAV multi-crop vs 2 crops", "swav_2x28", "swav_2x28_4x14", "knn_top1"),
+            Comparison("SwAV multi-crop vs 2 crops", "swav_2x28", "swav_2x28_4x14", "knn_top1", headline=True),
             Comparison("SwAV 2 crops vs SimCLR 2 crops", "simclr_2x28", "swav_2x28", "knn_top1"),
             Comparison("SwAV multi-crop vs SimCLR 2 crops", "simclr_2x28", "swav_2x28_4x14", "knn_top1"),
             Comparison(

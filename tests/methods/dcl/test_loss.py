@@ -94,23 +94,70 @@ def test_symmetric_in_views():
     assert DCLLoss(0.1)(z1, z2).item() == pytest.approx(DCLLoss(0.1)(z2, z1).item(), abs=1e-5)
 
 
-def test_gradient_of_positive_term_is_minus_one_over_tau():
-    # DCL's positive term does not interact with the negatives: d loss_i / d s_ii' = -1/τ exactly.
-    tau = 0.3
-    g = torch.Generator().manual_seed(6)
-    z1 = F.normalize(torch.randn(5, 4, generator=g, dtype=torch.float64), dim=1)
-    z2 = F.normalize(torch.randn(5, 4, generator=g, dtype=torch.float64), dim=1)
-    sims = (z1 @ z2.T).requires_grad_(True)
-    # the loss written on the similarity matrix (anchor z1_0 against its positive and negatives)
-    within = z1 @ z1.T
-    neg = torch.cat([within[0, 1:], sims[0, 1:]]) / tau
-    loss0 = -sims[0, 0] / tau + torch.logsumexp(neg, 0)
-    (grad,) = torch.autograd.grad(loss0, sims, retain_graph=True)
-    assert grad[0, 0].item() == pytest.approx(-1 / tau, abs=1e-12)
-    # InfoNCE's is -q_B/τ with q_B = 1 - p_pos < 1 (the negative-positive coupling)
-    info0 = -sims[0, 0] / tau + torch.logsumexp(torch.cat([sims[0, :1] / tau, neg]), 0)
-    (grad_info,) = torch.autograd.grad(info0, sims)
-    assert -1 / tau < grad_info[0, 0].item() < 0
+def naive_loss_with_grad(z1, z2, tau, sigma=None, detach_weights=True):
+    """The paper's DCL (``sigma=None``) or DCLW loss in float64, by loops over the samples, differentiable.
+
+    Mean over the 2N anchors of ``−w_i·s_ii'/τ + log Σ_{j≠i, l∈{1,2}} exp(s(z_i, z_j^(l))/τ)``, with
+    ``w_i = 2 − exp(s_ii'/σ) / ((1/N) Σ_k exp(s_kk'/σ))`` for DCLW (1 for DCL), held constant unless
+    ``detach_weights=False``.
+    """
+    n = len(z1)
+    views = [[z1[i] / z1[i].norm() for i in range(n)], [z2[i] / z2[i].norm() for i in range(n)]]
+    weights = [1.0] * n
+    if sigma is not None:
+        pos = [views[0][k] @ views[1][k] for k in range(n)]
+        if detach_weights:
+            pos = [p.detach() for p in pos]
+        mean_e = sum(torch.exp(p / sigma) for p in pos) / n
+        weights = [2 - torch.exp(p / sigma) / mean_e for p in pos]
+    terms = []
+    for v in range(2):
+        for i in range(n):
+            anchor = views[v][i]
+            s_pos = anchor @ views[1 - v][i] / tau
+            negatives = [anchor @ views[m][j] / tau for m in range(2) for j in range(n) if j != i]
+            terms.append(-weights[i] * s_pos + torch.log(sum(torch.exp(s) for s in negatives)))
+    return sum(terms) / len(terms)
+
+
+def input_grads(loss_fn, z1, z2):
+    """(loss, d loss / d z1, d loss / d z2) of ``loss_fn`` at float64 copies of the raw (unnormalised) inputs."""
+    a, b = z1.clone().requires_grad_(True), z2.clone().requires_grad_(True)
+    loss = loss_fn(a, b)
+    return (loss, *torch.autograd.grad(loss, (a, b)))
+
+
+def grad_inputs(seed):
+    g = torch.Generator().manual_seed(seed)
+    z1 = 3 * torch.randn(6, 5, generator=g, dtype=torch.float64)
+    return z1, z1 + 2 * torch.randn(6, 5, generator=g, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("tau", [0.1, 0.5])
+@pytest.mark.parametrize("variant", ["dcl", "dclw"])
+def test_gradient_through_the_package_matches_float64_loop(variant, tau):
+    """Autograd through DCLLoss / DCLWLoss == autograd through the paper's loss written as loops."""
+    z1, z2 = grad_inputs(6)
+    sigma = 0.5 if variant == "dclw" else None
+    ours = DCLWLoss(tau, sigma=0.5) if variant == "dclw" else DCLLoss(tau)
+    loss, g1, g2 = input_grads(ours, z1, z2)
+    ref_loss, r1, r2 = input_grads(lambda a, b: naive_loss_with_grad(a, b, tau, sigma), z1, z2)
+    assert loss.item() == pytest.approx(ref_loss.item(), abs=1e-10)
+    assert g1.abs().max() > 1e-3 and g2.abs().max() > 1e-3
+    assert torch.allclose(g1, r1, rtol=0, atol=1e-10) and torch.allclose(g2, r2, rtol=0, atol=1e-10)
+
+
+def test_gradient_check_tells_the_losses_apart():
+    """The comparison above can fail: InfoNCE (positive kept in the denominator, the coupling factor q_B)
+    and DCLW with gradients through its weights have other gradients than the paper's DCL / DCLW."""
+    tau = 0.1
+    z1, z2 = grad_inputs(6)
+    _, d1, d2 = input_grads(lambda a, b: naive_loss_with_grad(a, b, tau), z1, z2)
+    _, i1, i2 = input_grads(lambda a, b: info_nce_loss(a, b, tau), z1, z2)
+    assert (d1 - i1).abs().max() > 1e-3 and (d2 - i2).abs().max() > 1e-3
+    _, w1, _ = input_grads(DCLWLoss(tau, sigma=0.5), z1, z2)
+    _, t1, _ = input_grads(lambda a, b: naive_loss_with_grad(a, b, tau, 0.5, detach_weights=False), z1, z2)
+    assert (w1 - t1).abs().max() > 1e-3
 
 
 def test_can_be_negative():

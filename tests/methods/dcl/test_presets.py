@@ -9,9 +9,13 @@ import pytest
 import torch
 
 from methods.dcl import PAPER, PRESETS
-from methods.dcl.experiments import PAPER_ARM, make_loss, paper_model
+from methods.dcl.experiments import PAPER_ARM, build_model, make_loss, paper_model
+from shared.augment import to_model_input
 from shared.cli import main
+from shared.data.splits import small_image_splits
 from shared.engine import TrainConfig, fit
+from shared.evaluation import knn_evaluator
+from shared.experiment import untrained_arm
 from shared.results import read_record
 
 
@@ -37,9 +41,10 @@ def test_smoke_run_learns_and_writes_a_valid_record(smoke):
     tmp, _ = smoke
     rec = read_record(tmp / "out" / "dcl" / "smoke.json")
     chance = 1 / 12
-    for arm, metrics in rec["arms"].items():
-        assert metrics["knn_top1"][0] > 2 * chance, arm
-    for arm, curve in rec["curves"].items():
+    trained = [a for a in rec["arms"] if a != "untrained"]
+    for arm in trained:
+        assert rec["arms"][arm]["knn_top1"][0] > 2 * chance, arm
+        curve = rec["curves"][arm]
         assert len(curve) > 3 and curve[-1][1] < curve[0][1], f"{arm}: loss did not go down"
     assert (tmp / "out" / "dcl" / "smoke_curves.png").stat().st_size > 1000
 
@@ -56,15 +61,53 @@ def test_resume_reuses_finished_runs(smoke):
 
 def test_cpu_preset_is_the_stated_comparison():
     exp = PRESETS["cpu"]
-    assert set(exp.arms) == {"infonce_b32", "dcl_b32", "dclw_b32", "infonce_b256", "dcl_b256"}
+    assert list(exp.arms) == ["untrained", "infonce_b32", "dcl_b32", "dclw_b32", "infonce_b256", "dcl_b256"]
     assert exp.default_seeds >= 3
     assert exp.comparisons[0].baseline == "infonce_b32" and exp.comparisons[0].method == "dcl_b32"
-    for cfg in exp.arms.values():
+    trained = {a: cfg for a, cfg in exp.arms.items() if a != "untrained"}
+    for cfg in trained.values():
         assert cfg["data"] == "fashion_mnist" and cfg["temperature"] == 0.1
     # arms differ only in loss and batch size
     base = {k: v for k, v in exp.arms["infonce_b32"].items() if k not in ("loss", "batch_size")}
-    for cfg in exp.arms.values():
+    for cfg in trained.values():
         assert {k: v for k, v in cfg.items() if k not in ("loss", "batch_size")} == base
+
+
+@pytest.mark.parametrize("preset", ["smoke", "cpu"])
+def test_floor_arm_and_headline(preset):
+    """The floor arm is the headline baseline (InfoNCE, batch 32) untrained; the claim is DCL vs InfoNCE at 32."""
+    exp = PRESETS[preset]
+    assert next(iter(exp.arms)) == "untrained"
+    assert exp.arms["untrained"] == untrained_arm(exp.arms["infonce_b32"])
+    assert [(c.baseline, c.method, c.metric) for c in exp.headline] == [("infonce_b32", "dcl_b32", "knn_top1")]
+    assert exp.floor(list(exp.arms)) == {
+        "arm": "untrained",
+        "metric": "knn_top1",
+        "direction": "greater",
+        "min_gain": 0.02,
+    }
+
+
+def test_smoke_floor_arm_trains_nothing(smoke):
+    """The smoke run's untrained arm: no optimiser step, no training curve, and its kNN top-1 is that of
+    the seed-0 initialisation of the baseline's model, evaluated directly; same metric keys as the baseline."""
+    tmp, _ = smoke
+    rec = read_record(tmp / "out" / "dcl" / "smoke.json")
+    assert set(rec["arms"]["untrained"]) == set(rec["arms"]["infonce_b32"])
+    assert rec["curves"]["untrained"] == []
+    runs = tmp / "runs" / "dcl" / "smoke"
+    assert json.loads((runs / "untrained" / "seed0" / "run_stats.json").read_text())["steps"] == 0
+    assert json.loads((runs / "infonce_b32" / "seed0" / "run_stats.json").read_text())["steps"] > 0
+    cfg = PRESETS["smoke"].arms["untrained"]
+    _, bank, test = small_image_splits(cfg)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+
+    def preprocess(x):
+        return to_model_input(x, cfg["image_size"], tuple(cfg["mean"]), tuple(cfg["std"]))
+
+    direct = knn_evaluator(bank, test, preprocess, k=cfg["knn_k"], temperature=0.1)(model)
+    assert rec["arms"]["untrained"]["knn_top1"] == [pytest.approx(direct["knn_top1"], abs=1e-9)]
 
 
 def test_paper_preset_builds_and_steps_once(tmp_path):

@@ -1,12 +1,18 @@
 """Hallucinator's presets: the smoke run learns, the arms are like for like, the paper preset steps once."""
 
+import json
+
 import pytest
 import torch
 
 from methods.hallucinator import PAPER, PRESETS, HallucinatedInfoNCE, HallucinatedMoCo, build_model
 from methods.hallucinator.experiments import PAPER_BASE, paper_model
+from shared.augment import to_model_input
 from shared.cli import main
+from shared.data.splits import small_image_splits
 from shared.engine import TrainConfig, fit
+from shared.evaluation import knn_evaluator
+from shared.experiment import untrained_arm
 from shared.moco import MoCo
 from shared.results import read_record
 from shared.ssl import TwoViewContrastive
@@ -15,26 +21,80 @@ ARMS = {"moco_v2", "moco_v2_hallucinator", "simclr", "simclr_hallucinator"}
 OFFICIAL = {"moco_v2_hallucinator_official", "simclr_hallucinator_official", "simclr_hallucinator_stopgrad"}
 
 
-def test_smoke_run_learns_and_writes_a_valid_record(tmp_path):
-    """Both method arms and the SimCLR baseline (one comparison) learn in seconds; MoCo v2 is tested in shared."""
-    args = ["run", "hallucinator", "--preset", "smoke", "--out", str(tmp_path / "out")]
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """Both method arms and the SimCLR baseline (one comparison), plus the floor arm run always added."""
+    tmp = tmp_path_factory.mktemp("smoke")
+    args = ["run", "hallucinator", "--preset", "smoke", "--out", str(tmp / "out")]
     arms = ["--arms", "simclr,simclr_hallucinator,moco_v2_hallucinator"]
-    assert main([*args, *arms, "--run-dir", str(tmp_path / "runs"), "--no-progress"]) == 0
-    rec = read_record(tmp_path / "out" / "hallucinator" / "smoke.json")
-    assert set(rec["arms"]) == {"simclr", "simclr_hallucinator", "moco_v2_hallucinator"}
+    assert main([*args, *arms, "--run-dir", str(tmp / "runs"), "--no-progress"]) == 0
+    return tmp
+
+
+def test_smoke_run_learns_and_writes_a_valid_record(smoke):
+    """Both method arms and the SimCLR baseline learn in seconds; MoCo v2 is tested in shared."""
+    rec = read_record(smoke / "out" / "hallucinator" / "smoke.json")
+    assert set(rec["arms"]) == {"untrained", "simclr", "simclr_hallucinator", "moco_v2_hallucinator"}
     chance = 1 / 12
-    for arm, metrics in rec["arms"].items():
-        assert metrics["knn_top1"][0] > 2 * chance, arm
-    for arm, curve in rec["curves"].items():
+    for arm in ("simclr", "simclr_hallucinator", "moco_v2_hallucinator"):
+        assert rec["arms"][arm]["knn_top1"][0] > 2 * chance, arm
+        curve = rec["curves"][arm]
         # MoCo's loss first rises while real keys replace the random initial queue: compare with its peak
         ref = curve[0][1] if arm.startswith("simclr") else max(v for _, v in curve)
         assert len(curve) > 3 and curve[-1][1] < ref, f"{arm}: loss did not go down"
 
 
+@pytest.mark.parametrize("preset", ["smoke", "cpu"])
+def test_floor_arm_and_headline(preset):
+    """The floor arm is MoCo v2 untrained; the claim is both hosts' like-for-like comparisons together."""
+    exp = PRESETS[preset]
+    assert next(iter(exp.arms)) == "untrained" and exp.arms["untrained"] == untrained_arm(exp.arms["moco_v2"])
+    assert [(c.baseline, c.method, c.metric) for c in exp.headline] == [
+        ("moco_v2", "moco_v2_hallucinator", "knn_top1"),
+        ("simclr", "simclr_hallucinator", "knn_top1"),
+    ]
+    assert exp.floor(list(exp.arms)) == {
+        "arm": "untrained",
+        "metric": "knn_top1",
+        "direction": "greater",
+        "min_gain": 0.02,
+    }
+
+
+def test_one_floor_serves_both_hosts():
+    """Every cpu arm, of either host, builds the same backbone first from the seed (the kNN reads the backbone)."""
+    states = []
+    for cfg in PRESETS["cpu"].arms.values():
+        torch.manual_seed(3)
+        states.append(build_model(cfg).backbone.state_dict())
+    assert all(all(torch.equal(states[0][k], st[k]) for k in states[0]) for st in states[1:])
+
+
+def test_smoke_floor_arm_trains_nothing(smoke):
+    """No optimiser step, no curve; its kNN top-1 is that of the seed-0 initialisation evaluated directly."""
+    rec = read_record(smoke / "out" / "hallucinator" / "smoke.json")
+    assert set(rec["arms"]["untrained"]) == set(rec["arms"]["simclr"])
+    assert rec["curves"]["untrained"] == []
+    runs = smoke / "runs" / "hallucinator" / "smoke"
+    assert json.loads((runs / "untrained" / "seed0" / "run_stats.json").read_text())["steps"] == 0
+    assert json.loads((runs / "simclr" / "seed0" / "run_stats.json").read_text())["steps"] > 0
+    cfg = PRESETS["smoke"].arms["untrained"]
+    _, bank, test = small_image_splits(cfg)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+
+    def preprocess(x):
+        return to_model_input(x, cfg["image_size"], tuple(cfg["mean"]), tuple(cfg["std"]))
+
+    direct = knn_evaluator(bank, test, preprocess, k=cfg["knn_k"], temperature=0.1)(model)
+    assert rec["arms"]["untrained"]["knn_top1"] == [pytest.approx(direct["knn_top1"], abs=1e-9)]
+
+
 @pytest.mark.parametrize("preset", ["smoke", "cpu", "paper"])
 def test_arms_differ_only_in_the_method(preset):
     exp = PRESETS[preset]
-    assert set(exp.arms) == (ARMS if preset == "smoke" else ARMS | OFFICIAL)
+    floor = set() if preset == "paper" else {"untrained"}
+    assert set(exp.arms) == (ARMS if preset == "smoke" else ARMS | OFFICIAL) | floor
     assert exp.comparisons[0].baseline == "moco_v2" and exp.comparisons[0].method == "moco_v2_hallucinator"
     assert exp.comparisons[1].baseline == "simclr" and exp.comparisons[1].method == "simclr_hallucinator"
     assert all(c.method in exp.arms and c.baseline in exp.arms for c in exp.comparisons)

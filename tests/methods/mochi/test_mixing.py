@@ -124,12 +124,55 @@ def test_type2_mixture_is_at_least_as_hard_before_normalisation(beta_max):
     assert torch.allclose(mixed_sim, draws.beta + (1 - draws.beta) * (n_j * q[:, None]).sum(-1), atol=1e-12)
 
 
+def leaky_type2_loss(q, k, queue, n_hard, draws, tau):
+    """MoCHi's loss with s = 0 and its type-2 mixtures built *with* gradient: the leak the package must not have.
+
+    The key and the real negatives are constants, so the queue can get a gradient only through the
+    mixtures β q + (1 − β) n_j.
+    """
+    q_unit, queue_unit = F.normalize(q, dim=1), F.normalize(queue, dim=1)
+    hard = hardest_negatives(q_unit.detach(), queue_unit.detach(), n_hard)
+    n_j = queue_unit[hard.gather(1, draws.j2)]  # (B, s', d), differentiable w.r.t. the queue
+    beta = draws.beta.unsqueeze(-1).to(q.dtype)
+    mixed = F.normalize(beta * q_unit.unsqueeze(1) + (1 - beta) * n_j, dim=2)
+    positive = (q_unit * F.normalize(k.detach(), dim=1)).sum(dim=1, keepdim=True)
+    parts = [positive, q_unit @ queue_unit.detach().T, torch.einsum("bd,bmd->bm", q_unit, mixed)]
+    logits = torch.cat(parts, dim=1) / tau
+    return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long))
+
+
 def test_gradient_flows_only_through_the_query():
+    """The query, key and queue all require grad; after MoCHi's mixing + loss only the query has a gradient."""
     q, k, queue = data()
-    q.requires_grad_(True)
-    queue = queue.clone().requires_grad_(True)
-    mochi_loss(q, k, queue.detach(), 8, 4, 4).backward()
-    assert q.grad is not None and q.grad.abs().sum() > 0
+    n_hard, s, s_prime, tau = 8, 4, 6, 0.2
+
+    def backward(loss_fn, draws):
+        leaves = [t.clone().requires_grad_(True) for t in (q, k, queue)]
+        loss = loss_fn(*leaves, draws)
+        loss.backward()
+        return loss, *(t.grad for t in leaves)
+
+    def package(n_type1):
+        return lambda q_, k_, queue_, draws: mochi_loss(q_, k_, queue_, n_hard, n_type1, s_prime, tau, draws=draws)
+
+    draws = sample_draws(len(q), n_hard, s, s_prime, generator=torch.Generator().manual_seed(3))
+    _, q_grad, k_grad, queue_grad = backward(package(s), draws)
+    assert q_grad is not None and q_grad.abs().sum() > 0
+    assert k_grad is None and queue_grad is None
+
+    # the check can fail: type-2 mixtures built with gradient (same loss value) give the queue one,
+    # on exactly the hard negatives they mix, and change the query's gradient
+    type2 = sample_draws(len(q), n_hard, 0, s_prime, generator=torch.Generator().manual_seed(4))
+    loss, q_grad, _, queue_grad = backward(package(0), type2)
+    leaky, leaky_q_grad, leaky_k_grad, leaky_queue_grad = backward(
+        lambda q_, k_, queue_, draws: leaky_type2_loss(q_, k_, queue_, n_hard, draws, tau), type2
+    )
+    assert leaky.item() == pytest.approx(loss.item(), abs=1e-12)
+    assert queue_grad is None and leaky_k_grad is None
+    assert leaky_queue_grad is not None
+    mixed_rows = hardest_negatives(F.normalize(q, dim=1), queue, n_hard).gather(1, type2.j2).unique()
+    assert (leaky_queue_grad.abs().sum(dim=1) > 0).nonzero().flatten().tolist() == mixed_rows.tolist()
+    assert (leaky_q_grad - q_grad).abs().max() > 1e-3
 
 
 def test_mixer_waits_for_its_warmup():

@@ -1,34 +1,78 @@
 """MoCHi's presets: the smoke run learns, the cpu preset is the stated comparison, the paper preset steps."""
 
+import json
+
 import pytest
 import torch
 
 from methods.mochi import PAPER, PRESETS, HardNegativeMixer, build_model, make_mixer
-from methods.mochi.experiments import CPU_ARM, PAPER_ARM, paper_model
+from methods.mochi.experiments import CPU_ARM, PAPER_ARM, paper_model, small_evaluator
 from shared.cli import main
-from shared.engine import TrainConfig, fit
+from shared.data.splits import small_image_splits
+from shared.engine import InMemoryBatches, TrainConfig, fit
+from shared.experiment import untrained_arm
 from shared.moco import MoCo
 from shared.results import read_record
 
 
-def test_smoke_run_learns_and_writes_a_valid_record(tmp_path):
-    args = ["run", "mochi", "--preset", "smoke", "--out", str(tmp_path / "out"), "--run-dir", str(tmp_path / "runs")]
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("smoke")
+    args = ["run", "mochi", "--preset", "smoke", "--out", str(tmp / "out"), "--run-dir", str(tmp / "runs")]
     assert main([*args, "--no-progress"]) == 0
-    rec = read_record(tmp_path / "out" / "mochi" / "smoke.json")
+    return tmp
+
+
+def test_smoke_run_learns_and_writes_a_valid_record(smoke):
+    rec = read_record(smoke / "out" / "mochi" / "smoke.json")
     chance = 1 / 12
     for arm, metrics in rec["arms"].items():
-        assert metrics["knn_top1"][0] > 2 * chance, arm
         assert -4.0 < metrics["uniformity"][0] < 0.0, arm  # log E e^{-2‖x−y‖²} of unit vectors lies in [-4, 0]
-    for arm, curve in rec["curves"].items():
+    for arm in ("moco_v2", "mochi"):
+        assert rec["arms"][arm]["knn_top1"][0] > 2 * chance, arm
         # MoCo's loss first rises while real keys replace the random initial queue, then falls
-        losses = [p[1] for p in curve]
+        losses = [p[1] for p in rec["curves"][arm]]
         assert len(losses) > 3 and losses[-1] < max(losses), f"{arm}: loss did not go down"
     assert [c["direction"] for c in rec["comparisons"]] == ["greater", "less"]
 
 
+@pytest.mark.parametrize("preset", ["smoke", "cpu"])
+def test_floor_arm_and_headline(preset):
+    """The floor arm is MoCo v2 (the headline baseline) untrained; the claim is both comparisons together."""
+    exp = PRESETS[preset]
+    assert next(iter(exp.arms)) == "untrained" and exp.arms["untrained"] == untrained_arm(exp.arms["moco_v2"])
+    assert [(c.baseline, c.method, c.metric, c.direction) for c in exp.headline] == [
+        ("moco_v2", "mochi", "knn_top1", "greater"),
+        ("moco_v2", "mochi", "uniformity", "less"),
+    ]
+    assert exp.floor(list(exp.arms)) == {
+        "arm": "untrained",
+        "metric": "knn_top1",
+        "direction": "greater",
+        "min_gain": 0.02,
+    }
+
+
+def test_smoke_floor_arm_trains_nothing(smoke):
+    """No optimiser step, no curve; its metrics are those of the seed-0 MoCo v2 initialisation evaluated directly."""
+    rec = read_record(smoke / "out" / "mochi" / "smoke.json")
+    assert set(rec["arms"]["untrained"]) == set(rec["arms"]["moco_v2"]) == {"knn_top1", "uniformity"}
+    assert rec["curves"]["untrained"] == []
+    runs = smoke / "runs" / "mochi" / "smoke"
+    assert json.loads((runs / "untrained" / "seed0" / "run_stats.json").read_text())["steps"] == 0
+    assert json.loads((runs / "moco_v2" / "seed0" / "run_stats.json").read_text())["steps"] > 0
+    cfg = PRESETS["smoke"].arms["untrained"]
+    train, bank, test = small_image_splits(cfg)
+    torch.manual_seed(0)
+    model = build_model(cfg, InMemoryBatches(train, cfg["batch_size"]).steps_per_epoch(1))
+    direct = small_evaluator(cfg, bank, test)(model)
+    for metric, value in direct.items():
+        assert rec["arms"]["untrained"][metric] == [pytest.approx(value, abs=1e-6)], metric
+
+
 def test_cpu_preset_is_the_stated_comparison():
     exp = PRESETS["cpu"]
-    assert set(exp.arms) == {"moco_v2", "mochi"} and exp.default_seeds >= 3
+    assert list(exp.arms) == ["untrained", "moco_v2", "mochi"] and exp.default_seeds >= 3
     assert [(c.baseline, c.method, c.metric, c.direction) for c in exp.comparisons] == [
         ("moco_v2", "mochi", "knn_top1", "greater"),
         ("moco_v2", "mochi", "uniformity", "less"),

@@ -3,32 +3,86 @@
 import json
 import math
 
+import pytest
 import torch
 
 from methods.obow import PAPER, PRESETS
-from methods.obow.experiments import CPU_ARMS, PAPER_ARM, paper_model
+from methods.obow.experiments import CPU_ARMS, PAPER_ARM, build_model, paper_model
+from shared.augment import to_model_input
 from shared.cli import main
+from shared.data.splits import small_image_splits
 from shared.engine import TrainConfig, fit
+from shared.evaluation import knn_evaluator
+from shared.experiment import untrained_arm
 from shared.results import read_record
 
 
-def test_smoke_run_learns_and_writes_a_valid_record(tmp_path):
-    args = ["run", "obow", "--preset", "smoke", "--out", str(tmp_path / "out"), "--run-dir", str(tmp_path / "runs")]
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("smoke")
+    args = ["run", "obow", "--preset", "smoke", "--out", str(tmp / "out"), "--run-dir", str(tmp / "runs")]
     assert main([*args, "--no-progress"]) == 0
-    rec = read_record(tmp_path / "out" / "obow" / "smoke.json")
+    return tmp
+
+
+def test_smoke_run_learns_and_writes_a_valid_record(smoke):
+    rec = read_record(smoke / "out" / "obow" / "smoke.json")
     chance = 1 / 12
-    for arm, metrics in rec["arms"].items():
-        assert metrics["knn_top1"][0] > 2 * chance, arm
-    for arm, curve in rec["curves"].items():
+    for arm in ("simclr", "obow"):
+        assert rec["arms"][arm]["knn_top1"][0] > 2 * chance, arm
+        curve = rec["curves"][arm]
         assert len(curve) > 3 and curve[-1][1] < curve[0][1], f"{arm}: loss did not go down"
-    log = (tmp_path / "runs" / "obow" / "smoke" / "obow" / "seed0" / "metrics.jsonl").read_text().splitlines()
+    log = (smoke / "runs" / "obow" / "smoke" / "obow" / "seed0" / "metrics.jsonl").read_text().splitlines()
     steps = [r for r in map(json.loads, log) if "perp_b_l1" in r]  # the BoW perplexities are logged
     assert steps and all(1 <= r["perp_i_l1"] <= r["perp_b_l1"] + 1e-6 <= 64 + 1e-6 for r in steps)
 
 
+@pytest.mark.parametrize("preset", ["smoke", "cpu"])
+def test_floor_arm_and_headline(preset):
+    """The floor arm is SimCLR (the headline baseline) untrained; the claim is OBoW vs SimCLR in kNN top-1."""
+    exp = PRESETS[preset]
+    assert next(iter(exp.arms)) == "untrained" and exp.arms["untrained"] == untrained_arm(exp.arms["simclr"])
+    assert [(c.baseline, c.method, c.metric) for c in exp.headline] == [("simclr", "obow", "knn_top1")]
+    assert exp.floor(list(exp.arms)) == {
+        "arm": "untrained",
+        "metric": "knn_top1",
+        "direction": "greater",
+        "min_gain": 0.02,
+    }
+
+
+def test_one_floor_serves_every_arm():
+    """Every cpu arm builds the same backbone first from the seed: the untrained arm is the start of all."""
+    states = []
+    for cfg in PRESETS["cpu"].arms.values():
+        torch.manual_seed(3)
+        states.append(build_model(cfg, total_steps=10).backbone.state_dict())
+    assert all(all(torch.equal(states[0][k], st[k]) for k in states[0]) for st in states[1:])
+
+
+def test_smoke_floor_arm_trains_nothing(smoke):
+    """No optimiser step, no curve; its kNN top-1 is that of the seed-0 initialisation evaluated directly."""
+    rec = read_record(smoke / "out" / "obow" / "smoke.json")
+    assert set(rec["arms"]["untrained"]) == set(rec["arms"]["simclr"])
+    assert rec["curves"]["untrained"] == []
+    runs = smoke / "runs" / "obow" / "smoke"
+    assert json.loads((runs / "untrained" / "seed0" / "run_stats.json").read_text())["steps"] == 0
+    assert json.loads((runs / "simclr" / "seed0" / "run_stats.json").read_text())["steps"] > 0
+    cfg = PRESETS["smoke"].arms["untrained"]
+    _, bank, test = small_image_splits(cfg)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+
+    def preprocess(x):
+        return to_model_input(x, cfg["image_size"], tuple(cfg["mean"]), tuple(cfg["std"]))
+
+    direct = knn_evaluator(bank, test, preprocess, k=cfg["knn_k"], temperature=0.1, linear=False)(model)
+    assert rec["arms"]["untrained"]["knn_top1"] == [pytest.approx(direct["knn_top1"], abs=1e-9)]
+
+
 def test_cpu_preset_is_the_stated_comparison():
     exp = PRESETS["cpu"]
-    assert set(exp.arms) == {"simclr", "obow", "obow_vanilla"} and exp.default_seeds >= 3
+    assert list(exp.arms) == ["untrained", "simclr", "obow", "obow_vanilla"] and exp.default_seeds >= 3
     assert [(c.baseline, c.method, c.metric) for c in exp.comparisons] == [
         ("simclr", "obow", "knn_top1"),
         ("simclr", "obow", "linear_top1"),

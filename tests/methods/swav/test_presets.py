@@ -1,12 +1,18 @@
 """SwAV's presets: the smoke run learns, the cpu preset is the stated ablation, the paper preset steps."""
 
+import json
+
 import pytest
 import torch
 
 from methods.swav import PAPER, PRESETS
-from methods.swav.experiments import CPU_ARM, PAPER_ARM, paper_model
+from methods.swav.experiments import CPU_ARM, PAPER_ARM, build_model, paper_model
+from shared.augment import to_model_input
 from shared.cli import main
-from shared.engine import TrainConfig, fit
+from shared.data.splits import small_image_splits
+from shared.engine import InMemoryBatches, TrainConfig, fit
+from shared.evaluation import knn_evaluator
+from shared.experiment import untrained_arm
 from shared.results import read_record
 
 
@@ -21,17 +27,54 @@ def smoke(tmp_path_factory):
 def test_smoke_run_learns_and_writes_a_valid_record(smoke):
     rec = read_record(smoke / "out" / "swav" / "smoke.json")
     chance = 1 / 12
-    for arm, metrics in rec["arms"].items():
-        assert metrics["knn_top1"][0] > 2 * chance, arm
-    for arm, curve in rec["curves"].items():
+    for arm in ("swav_2crop", "swav_multicrop", "swav_queue"):
+        assert rec["arms"][arm]["knn_top1"][0] > 2 * chance, arm
         # the loss leaves its starting value and ends below ln K (no collapse)
+        curve = rec["curves"][arm]
         assert len(curve) > 3 and curve[-1][1] < curve[0][1], f"{arm}: loss did not go down"
         assert curve[-1][1] < torch.log(torch.tensor(30.0)).item(), arm
 
 
+@pytest.mark.parametrize(
+    ("preset", "baseline", "method"),
+    [("smoke", "swav_2crop", "swav_multicrop"), ("cpu", "swav_2x28", "swav_2x28_4x14")],
+)
+def test_floor_arm_and_headline(preset, baseline, method):
+    """The floor arm is the headline baseline (SwAV, 2 crops) untrained; the claim is multi-crop vs 2 crops."""
+    exp = PRESETS[preset]
+    assert next(iter(exp.arms)) == "untrained" and exp.arms["untrained"] == untrained_arm(exp.arms[baseline])
+    assert [(c.baseline, c.method, c.metric) for c in exp.headline] == [(baseline, method, "knn_top1")]
+    assert exp.floor(list(exp.arms)) == {
+        "arm": "untrained",
+        "metric": "knn_top1",
+        "direction": "greater",
+        "min_gain": 0.02,
+    }
+
+
+def test_smoke_floor_arm_trains_nothing(smoke):
+    """No optimiser step, no curve; its kNN top-1 is that of the seed-0 initialisation evaluated directly."""
+    rec = read_record(smoke / "out" / "swav" / "smoke.json")
+    assert set(rec["arms"]["untrained"]) == set(rec["arms"]["swav_2crop"])
+    assert rec["curves"]["untrained"] == []
+    runs = smoke / "runs" / "swav" / "smoke"
+    assert json.loads((runs / "untrained" / "seed0" / "run_stats.json").read_text())["steps"] == 0
+    assert json.loads((runs / "swav_2crop" / "seed0" / "run_stats.json").read_text())["steps"] > 0
+    cfg = PRESETS["smoke"].arms["untrained"]
+    train, bank, test = small_image_splits(cfg)
+    torch.manual_seed(0)
+    model = build_model(cfg, InMemoryBatches(train, cfg["batch_size"]).steps_per_epoch(1))
+
+    def preprocess(x):
+        return to_model_input(x, cfg["image_size"], tuple(cfg["mean"]), tuple(cfg["std"]))
+
+    direct = knn_evaluator(bank, test, preprocess, k=cfg["knn_k"], temperature=0.1)(model)
+    assert rec["arms"]["untrained"]["knn_top1"] == [pytest.approx(direct["knn_top1"], abs=1e-9)]
+
+
 def test_cpu_preset_is_the_stated_comparison():
     exp = PRESETS["cpu"]
-    assert set(exp.arms) == {"simclr_2x28", "swav_2x28", "swav_2x28_4x14", "swav_2x28_4x14_wide"}
+    assert list(exp.arms) == ["untrained", "simclr_2x28", "swav_2x28", "swav_2x28_4x14", "swav_2x28_4x14_wide"]
     assert exp.default_seeds >= 3
     first = exp.comparisons[0]
     assert (first.baseline, first.method) == ("swav_2x28", "swav_2x28_4x14")
@@ -39,7 +82,7 @@ def test_cpu_preset_is_the_stated_comparison():
     assert mc["crops"][0] == exp.arms["swav_2x28"]["crops"][0] and mc["crops"][1] == (4, 14, (0.05, 0.14))
     # the arms differ only in crops (and the SimCLR arm in its method)
     base = {k: v for k, v in CPU_ARM.items() if k not in ("crops", "method")}
-    for cfg in exp.arms.values():
+    for cfg in (cfg for arm, cfg in exp.arms.items() if arm != "untrained"):
         assert {k: v for k, v in cfg.items() if k not in ("crops", "method")} == base
         assert cfg["data"] == "fashion_mnist" and cfg["temperature"] == 0.1
 

@@ -26,7 +26,7 @@ from shared.data.shapes import make_shapes
 from shared.data.splits import FASHION_MNIST_28, SHAPES_RGB
 from shared.engine import InMemoryBatches, LoaderBatches, TrainConfig, fit
 from shared.evaluation import extract_features, loader_features
-from shared.experiment import ArmResult, ArmRun, Comparison, Experiment
+from shared.experiment import ArmResult, ArmRun, Comparison, Experiment, untrained_arm
 from shared.fewshot import evaluate_fewshot
 from shared.results import mean_std, paired_verdict
 
@@ -103,8 +103,14 @@ def build_model(cfg: dict[str, Any], steps_per_epoch: int, epochs: int, seed: in
     )
 
 
-def fewshot_evaluator(cfg: dict[str, Any], sets: dict[str, ImageArrays]):
-    """``evaluate(model)`` → accuracies and CIs of 5-way {1,5}-shot, with and without OpTA, per set."""
+def fewshot_evaluator(
+    cfg: dict[str, Any],
+    sets: dict[str, ImageArrays],
+    shots: tuple[int, ...] = SHOTS,
+    opta_modes: tuple[bool, ...] = (False, True),
+):
+    """``evaluate(model)`` → accuracies and CIs of 5-way {1,5}-shot, with and without OpTA, per set
+    (``shots`` and ``opta_modes`` pick a part of it)."""
 
     def preprocess(x: torch.Tensor) -> torch.Tensor:
         return to_model_input(x, cfg["image_size"], tuple(cfg["mean"]), tuple(cfg["std"]))
@@ -115,8 +121,8 @@ def fewshot_evaluator(cfg: dict[str, Any], sets: dict[str, ImageArrays]):
         for i, (name, data) in enumerate(sets.items()):
             feats = extract_features(model.backbone, data.images, preprocess, device=device)
             prefix = "" if i == 0 else f"{name}_"
-            for k in SHOTS:
-                for opta in (False, True):
+            for k in shots:
+                for opta in opta_modes:
                     res = evaluate_fewshot(
                         feats,
                         data.labels,
@@ -143,7 +149,10 @@ def train_config(cfg: dict[str, Any], seed: int, epochs: int | None, progress: b
 
 
 def train_small(run: ArmRun) -> ArmResult:
-    """Pre-train one (arm, seed) on the base classes, then evaluate few-shot on the novel classes."""
+    """Pre-train one (arm, seed) on the base classes, then evaluate few-shot on the novel classes.
+
+    The ``untrained`` arm gets zero epochs (``TrainConfig.from_arm``): ``fit`` only scores the initialisation.
+    """
     cfg = run.config
     train = pretrain_data(cfg, run.data_dir)
     sets = novel_sets(cfg, run.data_dir)
@@ -343,9 +352,17 @@ def _arms(base: dict) -> dict[str, dict]:
     return {"baseline": {**base, "dyce": False}, "beclr": {**base, "dyce": True}}
 
 
+def _arms_with_floor(base: dict) -> dict[str, dict]:
+    """The floor arm ``untrained`` (the no-memory baseline at its seed's initialisation, scored on the
+    same episodes), then :func:`_arms`."""
+    arms = _arms(base)
+    return {"untrained": untrained_arm(arms["baseline"]), **arms}
+
+
 def _comparisons(sets: tuple[str, ...]) -> list[Comparison]:
+    """The headline is the claim's: 5-way 1-shot on the first (in-domain) set's novel classes."""
     comps = [
-        Comparison("BECLR vs baseline, 5-way 1-shot", "baseline", "beclr", "acc_1shot"),
+        Comparison("BECLR vs baseline, 5-way 1-shot", "baseline", "beclr", "acc_1shot", headline=True),
         Comparison("BECLR vs baseline, 5-way 5-shot", "baseline", "beclr", "acc_5shot"),
         Comparison("BECLR vs baseline, 1-shot with OpTA", "baseline", "beclr", "acc_1shot_opta"),
         Comparison("BECLR vs baseline, 5-shot with OpTA", "baseline", "beclr", "acc_5shot_opta"),
@@ -363,7 +380,7 @@ PRESETS = {
         preset="smoke",
         description="seconds: 3 epochs on 144 procedural shapes (6 base classes), 6-way-pool 5-way episodes",
         claim=CLAIM,
-        arms=_arms(SMOKE_ARM),
+        arms=_arms_with_floor(SMOKE_ARM),
         comparisons=_comparisons(SMOKE_ARM["eval_sets"]),
         train_arm=train_small,
         setting={
@@ -379,7 +396,7 @@ PRESETS = {
         description="Fashion-MNIST base classes 0-4 (12k, labels unused) → 5-way episodes on novel classes 5-9 "
         "of Fashion-MNIST and Animal-MNIST; ConvNet, 6 epochs, baseline vs BECLR, 3 seeds",
         claim=CLAIM,
-        arms=_arms(CPU_ARM),
+        arms=_arms_with_floor(CPU_ARM),
         comparisons=_comparisons(CPU_ARM["eval_sets"]),
         train_arm=train_small,
         setting={

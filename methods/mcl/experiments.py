@@ -27,7 +27,7 @@ from shared.backbones import build_backbone
 from shared.data.hub import HubImages, HubViews, load_hub_split
 from shared.engine import TrainConfig
 from shared.evaluation import extract_features, linear_probe, loader_features
-from shared.experiment import ArmResult, ArmRun, Comparison, Experiment
+from shared.experiment import ArmResult, ArmRun, Comparison, Experiment, is_untrained, untrained_arm
 from shared.heads import mlp_head
 
 FEATURES = ("class", "colour")
@@ -109,10 +109,31 @@ def _nmi(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(normalized_mutual_info_score(a.numpy(), b.numpy()))
 
 
+def untrained_encoder(cfg: dict[str, Any], seed: int) -> IntegratedEncoder:
+    """Every stage's backbone at the initialisation :func:`train_stages` gives it (``seed + 1000·s``),
+    untrained, on the device and in the memory format ``fit`` would give it: the floor arm's encoder."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    backbones = []
+    for s in range(stage_plan(cfg).num_stages):
+        torch.manual_seed(seed + 1000 * s)
+        backbone = build_stage_model(cfg).backbone.to(device)
+        if cfg.get("channels_last", False):
+            backbone = backbone.to(memory_format=torch.channels_last)
+        backbones.append(backbone)
+    return IntegratedEncoder(backbones)
+
+
 def train_small(run: ArmRun) -> ArmResult:
-    """All stages of one (arm, seed) on tinted Fashion-MNIST, then the linear probes."""
+    """All stages of one (arm, seed) on tinted Fashion-MNIST, then the linear probes.
+
+    An ``untrained`` arm (the floor) trains no stage and clusters nothing: its encoder is the stages'
+    initialisation (:func:`untrained_encoder`), scored by the same probes.
+    """
     cfg = run.config
     train, bank, test = coloured_fashion_mnist(cfg, run.data_dir)
+    if is_untrained(cfg):
+        metrics = probe_all(untrained_encoder(cfg, run.seed), bank, test, cfg, run.seed)
+        return ArmResult(metrics, [], [], 0.0, {"untrained": True})
     plan = stage_plan(cfg)
 
     def preprocess(x: torch.Tensor) -> torch.Tensor:
@@ -303,8 +324,26 @@ def _arms(base: dict, stages: int) -> dict[str, dict]:
     }
 
 
+def _with_floors(arms: dict[str, dict]) -> dict[str, dict]:
+    """The floor arms first: ``untrained`` (``simclr``, the one-stage encoder, at its seed's initialisation)
+    and, when the preset has ``simclr_grey``, ``untrained_grey`` (the same on the grey images)."""
+    floors = {"untrained": untrained_arm(arms["simclr"])}
+    if "simclr_grey" in arms:
+        floors["untrained_grey"] = untrained_arm(arms["simclr_grey"])
+    return {**floors, **arms}
+
+
+# simclr_grey trains on other images (no colour): its own floor, on the same metric
+GREY_FLOOR = {
+    "arm": "untrained_grey",
+    "metric": "class_linear",
+    "direction": "greater",
+    "min_gain": 0.02,
+    "arms": ["simclr_grey"],
+}
+
 COMPARISONS = [
-    Comparison("class (suppressed feature): MCL integrated vs SimCLR", "simclr", "mcl", "class_linear"),
+    Comparison("class (suppressed feature): MCL integrated vs SimCLR", "simclr", "mcl", "class_linear", headline=True),
     Comparison("colour (easy feature): MCL integrated vs SimCLR", "simclr", "mcl", "colour_linear"),
     Comparison("class: MCL last stage alone vs SimCLR", "simclr", "mcl", "class_linear_last"),
     Comparison("class: MCL (paper labels) vs official cluster.py labels", "mcl_official", "mcl", "class_linear"),
@@ -324,7 +363,7 @@ PRESETS = {
         preset="smoke",
         description="seconds: 2 stages × 2 epochs on 400 tinted Fashion-MNIST images, tiny ConvNet, 1 seed",
         claim=CLAIM,
-        arms={k: v for k, v in _arms(SMOKE_ARM, 2).items() if k in ("simclr", "mcl")},
+        arms=_with_floors({k: v for k, v in _arms(SMOKE_ARM, 2).items() if k in ("simclr", "mcl")}),
         comparisons=COMPARISONS[:2],
         train_arm=train_small,
         setting={"summary": "tinted Fashion-MNIST 400 train / 200 bank / 200 test, 2 stages, K=4", "scale": "smoke"},
@@ -336,8 +375,9 @@ PRESETS = {
         description=f"tinted Fashion-MNIST 15k, ConvNet 16-128, {CPU_STAGES} stages × {CPU_ARM['epochs']} epochs "
         f"vs SimCLR {CPU_STAGES * CPU_ARM['epochs']} epochs, K=8, 3 seeds",
         claim=CLAIM,
-        arms=_arms(CPU_ARM, CPU_STAGES),
+        arms=_with_floors(_arms(CPU_ARM, CPU_STAGES)),
         comparisons=COMPARISONS,
+        extra_floors=[GREY_FLOOR],
         train_arm=train_small,
         setting={
             "summary": "Fashion-MNIST 15k train (1500/class) tinted with one of 8 colours independent of the class; "
@@ -378,4 +418,5 @@ __all__ = [
     "stage_plan",
     "to_group_norm",
     "train_small",
+    "untrained_encoder",
 ]

@@ -38,7 +38,7 @@ from shared.data.hub import HubImages, HubViews, load_hub_split
 from shared.data.shapes import SHAPE_COLOURS, SHAPE_KINDS, make_shapes
 from shared.data.splits import FASHION_MNIST_28
 from shared.engine import InMemoryBatches, LoaderBatches, TrainConfig, fit
-from shared.experiment import ArmResult, ArmRun, Comparison, Experiment, config_hash
+from shared.experiment import ArmResult, ArmRun, Comparison, Experiment, config_hash, is_untrained, untrained_arm
 from shared.losses import InfoNCELoss
 from shared.ssl import TwoViewContrastive
 
@@ -155,7 +155,12 @@ def _shared_result(run: ArmRun) -> dict | None:
 
 
 def train_small(run: ArmRun) -> ArmResult:
-    """Train one (head, seed) on Fashion-MNIST (or reuse the shared run) and probe every layer."""
+    """Train one (head, seed) on Fashion-MNIST (or reuse the shared run) and probe every layer.
+
+    The floor arms train nothing: ``untrained`` gets zero epochs (``TrainConfig.from_arm``), so ``fit``
+    only builds the network; ``untrained_pre`` reads ``untrained``'s layer table like ``mlp_pre`` reads
+    ``mlp_post``'s (the training key keeps the ``untrained`` flag, so a trained run is never reused).
+    """
     cfg = run.config
     shared = _shared_result(run)
     if shared is not None:
@@ -179,6 +184,7 @@ def train_small(run: ArmRun) -> ArmResult:
     extras = {
         "layers": table,
         "head": cfg["head"],
+        "untrained": is_untrained(cfg),
         "training_key": _training_key(cfg),
         "epochs_override": run.epochs,
         "probe_seconds": round(time.perf_counter() - start, 2),
@@ -214,13 +220,15 @@ def theory_check(seed: int = 0) -> dict[str, Any]:
 
 
 def analysis(record: dict, results: dict[str, list[ArmResult]], out_prefix: Path) -> dict[str, Any]:
-    """Per-layer probe accuracy and effective rank (mean ± std over seeds) for each trained head,
-    the depth trend of the effective rank, the linear-network check, and ``<preset>_layers.png``."""
+    """Per-layer probe accuracy and effective rank (mean ± std over seeds) for each trained head (and,
+    as ``untrained``, the MLP-head network at initialisation), the depth trend of the effective rank,
+    the linear-network check, and ``<preset>_layers.png``."""
     by_head: dict[str, list[dict]] = {}
     for rs in results.values():
         for r in rs:
             if "reused_from" not in r.extras:
-                by_head.setdefault(r.extras["head"], []).append(r.extras["layers"])
+                head = "untrained" if r.extras.get("untrained") else r.extras["head"]
+                by_head.setdefault(head, []).append(r.extras["layers"])
     layers: dict[str, dict[str, dict[str, list[float]]]] = {}
     trend: dict[str, dict[str, Any]] = {}
     for head, tables in by_head.items():
@@ -239,7 +247,12 @@ def analysis(record: dict, results: dict[str, list[ArmResult]], out_prefix: Path
     return {"layers": layers, "depth_trend": trend, "erank_k": ERANK_K, "linear_network": theory_check()}
 
 
-HEAD_LABELS = {"mlp": "MLP head", "reweight": "fixed re-weighting head", "none": "no head"}
+HEAD_LABELS = {
+    "mlp": "MLP head",
+    "reweight": "fixed re-weighting head",
+    "none": "no head",
+    "untrained": "MLP head, untrained (initialisation)",
+}
 
 
 def _plot_layers(layers: dict, path: Path, preset: str) -> None:
@@ -429,8 +442,31 @@ def _arms(base: dict) -> dict[str, dict]:
     }
 
 
+def _arms_with_floor(base: dict) -> dict[str, dict]:
+    """The floor arms, then :func:`_arms`: ``untrained`` is ``mlp_post`` at its seed's initialisation
+    (read after the head); ``untrained_pre`` reads the same untrained network before the head (it reuses
+    ``untrained``'s run) and is the floor of the pre-projection readouts, whose backbone starts from the
+    same initialisation whatever the head."""
+    arms = _arms(base)
+    return {
+        "untrained": untrained_arm(arms["mlp_post"]),
+        "untrained_pre": untrained_arm({**arms["mlp_pre"], "share_with": "untrained"}),
+        **arms,
+    }
+
+
+PRE_READOUT_FLOOR = {
+    "arm": "untrained_pre",
+    "metric": "probe_ood",
+    "direction": "greater",
+    "min_gain": 0.02,
+    "arms": ["mlp_pre", "reweight", "no_head"],
+}
+
 COMPARISONS = [
-    Comparison("pre- vs post-projection, shifted downstream (grey shapes)", "mlp_post", "mlp_pre", "probe_ood"),
+    Comparison(
+        "pre- vs post-projection, shifted downstream (grey shapes)", "mlp_post", "mlp_pre", "probe_ood", headline=True
+    ),
     Comparison("pre- vs post-projection, in distribution (Fashion-MNIST)", "mlp_post", "mlp_pre", "probe_id"),
     Comparison("pre-projection features are more evenly weighted (effective rank)", "mlp_post", "mlp_pre", "erank"),
     Comparison("fixed re-weighting head vs MLP head (pre-projection), shifted", "mlp_pre", "reweight", "probe_ood"),
@@ -446,7 +482,8 @@ PRESETS = {
         preset="smoke",
         description="seconds: 3 epochs on 240 Fashion-MNIST images, tiny ConvNet, 1 seed",
         claim=CLAIM,
-        arms=_arms(SMOKE_ARM),
+        arms=_arms_with_floor(SMOKE_ARM),
+        extra_floors=[PRE_READOUT_FLOOR],
         comparisons=COMPARISONS,
         train_arm=train_small,
         setting={"summary": "Fashion-MNIST 240 train, ConvNet (16, 32, 64), 3 epochs, batch 48", "scale": "smoke"},
@@ -457,7 +494,8 @@ PRESETS = {
         preset="cpu",
         description="Fashion-MNIST 10k, ConvNet, 5 epochs, MLP / re-weighting / no head, layer-wise probes, 3 seeds",
         claim=CLAIM,
-        arms=_arms(CPU_ARM),
+        arms=_arms_with_floor(CPU_ARM),
+        extra_floors=[PRE_READOUT_FLOOR],
         comparisons=COMPARISONS,
         train_arm=train_small,
         setting={

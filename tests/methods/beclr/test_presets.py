@@ -1,14 +1,25 @@
 """BECLR's presets: the smoke run learns, the cpu preset is the stated comparison, the paper model steps."""
 
+import json
+
 import pytest
 import torch
 
 from methods.beclr import BECLR, PAPER, PRESETS, DyCEConfig
-from methods.beclr.experiments import CPU_ARM, PAPER_ARM, dyce_config, paper_model
+from methods.beclr.experiments import (
+    CPU_ARM,
+    PAPER_ARM,
+    build_model,
+    dyce_config,
+    fewshot_evaluator,
+    novel_sets,
+    paper_model,
+)
 from methods.beclr.model import teacher_momentum
 from shared.backbones import SmallConvNet
 from shared.cli import main
 from shared.engine import TrainConfig, fit
+from shared.experiment import untrained_arm
 from shared.results import read_record
 
 
@@ -22,20 +33,43 @@ def smoke(tmp_path_factory):
 
 def test_smoke_run_learns_and_enhances(smoke):
     rec = read_record(smoke / "out" / "beclr" / "smoke.json")
-    for arm, metrics in rec["arms"].items():
+    for arm in ("baseline", "beclr"):
+        metrics = rec["arms"][arm]
         assert metrics["acc_1shot"][0] > 0.26, arm  # 5-way chance is 0.2
         assert metrics["acc_5shot"][0] > metrics["acc_1shot"][0] - 0.02, arm
     assert set(rec["analysis"]) >= {"beclr: OpTA vs none, acc_1shot", "baseline: OpTA vs none, acc_5shot"}
-    import json
-
     runs = smoke / "runs" / "beclr" / "smoke"
     assert json.loads((runs / "beclr" / "seed0" / "final.json").read_text())["extras"]["enhanced_steps"] > 0
     assert json.loads((runs / "baseline" / "seed0" / "final.json").read_text())["extras"]["enhanced_steps"] == 0
 
 
+def test_untrained_arm_trains_nothing_and_is_scored_like_the_baseline(smoke):
+    """The floor arm: the no-memory baseline at seed 0's initialisation, on the same episodes."""
+    rec = read_record(smoke / "out" / "beclr" / "smoke.json")
+    assert next(iter(rec["arms"])) == "untrained" and rec["curves"]["untrained"] == []
+    assert set(rec["arms"]["untrained"]) == set(rec["arms"]["baseline"])
+    assert rec["floor"] == {"arm": "untrained", "metric": "acc_1shot", "direction": "greater", "min_gain": 0.02}
+    run = smoke / "runs" / "beclr" / "smoke" / "untrained" / "seed0"
+    assert json.loads((run / "run_stats.json").read_text())["steps"] == 0
+    final = json.loads((run / "final.json").read_text())
+    assert [e["step"] for e in final["evaluations"]] == [0] and final["extras"]["enhanced_steps"] == 0
+    cfg = PRESETS["smoke"].arms["untrained"]
+    torch.manual_seed(0)  # what train_small does before building the model of seed 0
+    fresh = build_model(cfg, steps_per_epoch=1, epochs=0, seed=0)
+    assert not (run / "checkpoint.pt").exists()  # a 0-epoch run saves nothing to resume
+    # the floor metric, recomputed on the fresh network (1-shot without OpTA only: the rest costs seconds)
+    cfg1 = {**cfg, "eval_sets": cfg["eval_sets"][:1]}
+    sets = novel_sets(cfg1, None)
+    one_shot = fewshot_evaluator(cfg1, sets, shots=(1,), opta_modes=(False,))(fresh)
+    assert rec["arms"]["untrained"]["acc_1shot"][0] == pytest.approx(one_shot["acc_1shot"], abs=1e-6)
+
+
 def test_cpu_preset_is_the_stated_comparison():
     exp = PRESETS["cpu"]
-    assert set(exp.arms) == {"baseline", "beclr"} and exp.default_seeds >= 3
+    assert list(exp.arms) == ["untrained", "baseline", "beclr"] and exp.default_seeds >= 3
+    assert exp.arms["untrained"] == untrained_arm(exp.arms["baseline"])
+    assert PRESETS["smoke"].arms["untrained"] == untrained_arm(PRESETS["smoke"].arms["baseline"])
+    assert [(c.baseline, c.method, c.metric) for c in exp.headline] == [("baseline", "beclr", "acc_1shot")]
     head = exp.comparisons[0]
     assert (head.baseline, head.method, head.metric) == ("baseline", "beclr", "acc_1shot")
     base = {k: v for k, v in exp.arms["baseline"].items() if k != "dyce"}

@@ -3,10 +3,13 @@
 import pytest
 import torch
 
+import methods.mcl.stages
 from methods.mcl import PAPER, PRESETS
-from methods.mcl.experiments import CPU_ARM, PAPER_ARM, paper_model
+from methods.mcl.data import coloured_fashion_mnist
+from methods.mcl.experiments import CPU_ARM, PAPER_ARM, paper_model, probe_all, train_small, untrained_encoder
 from shared.cli import main
 from shared.engine import TrainConfig, fit
+from shared.experiment import ArmRun, untrained_arm
 from shared.results import read_record
 
 
@@ -30,12 +33,12 @@ def smoke(tmp_path_factory):
 
 def test_smoke_run_learns_and_writes_the_stage_plot(smoke):
     rec = read_record(smoke / "out" / "mcl" / "smoke.json")
-    for arm, metrics in rec["arms"].items():
+    for arm in ("simclr", "mcl"):
+        metrics = rec["arms"][arm]
         assert metrics["class_linear"][0] > 2 * 0.1, arm  # chance: 1/10
         assert metrics["colour_linear"][0] > 3 * 0.125, arm  # chance: 1/8
+        assert len(rec["curves"][arm]) > 3, arm
     assert set(rec["arms"]["mcl"]) >= {"class_linear_s0", "class_linear_s1", "colour_linear_s1"}
-    for arm, curve in rec["curves"].items():
-        assert len(curve) > 3, arm
     assert rec["curves"]["simclr"][-1][1] < rec["curves"]["simclr"][0][1]
     assert (smoke / "out" / "mcl" / "smoke_stages.png").stat().st_size > 1000
     nmi = rec["analysis"]["cluster_nmi"]["mcl"]
@@ -45,9 +48,52 @@ def test_smoke_run_learns_and_writes_the_stage_plot(smoke):
 SMOKE_K = PRESETS["smoke"].arms["mcl"]["num_clusters"]
 
 
+def test_untrained_arm_trains_nothing_and_is_probed_like_simclr(smoke):
+    """The floor arm: SimCLR's one-stage encoder at seed 0's initialisation, no stage, no k-means."""
+    rec = read_record(smoke / "out" / "mcl" / "smoke.json")
+    assert next(iter(rec["arms"])) == "untrained" and rec["curves"]["untrained"] == []
+    assert set(rec["arms"]["untrained"]) == set(rec["arms"]["simclr"])
+    assert rec["floor"] == {"arm": "untrained", "metric": "class_linear", "direction": "greater", "min_gain": 0.02}
+    run = smoke / "runs" / "mcl" / "smoke" / "untrained" / "seed0"
+    assert sorted(p.name for p in run.iterdir()) == ["final.json", "run.json"]  # no stage folder, no checkpoint
+    cfg = PRESETS["smoke"].arms["untrained"]
+    _, bank, test = coloured_fashion_mnist(cfg, None)
+    direct = probe_all(untrained_encoder(cfg, 0), bank, test, cfg, 0)
+    assert direct == pytest.approx({k: v[0] for k, v in rec["arms"]["untrained"].items()}, abs=1e-6)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_untrained_encoder_is_the_stage_initialisation_of_simclr(tmp_path, monkeypatch):
+    """Paired seeds: the floor's encoder is exactly the network the simclr arm's stage 0 starts from."""
+    cfg = PRESETS["smoke"].arms["simclr"]
+    seen = {}
+
+    def first_fit(model, *args, **kwargs):
+        seen.update({k: v.clone() for k, v in model.backbone.state_dict().items()})
+        raise _Stop
+
+    monkeypatch.setattr(methods.mcl.stages, "fit", first_fit)
+    with pytest.raises(_Stop):
+        train_small(ArmRun("simclr", cfg, 3, tmp_path / "simclr" / "seed3", False, None, None, progress=False))
+    floor = untrained_encoder(untrained_arm(cfg), 3)
+    assert floor.num_stages == 1
+    assert seen and all(torch.equal(seen[k], v) for k, v in floor.stages[0].state_dict().items())
+
+
 def test_cpu_preset_is_the_stated_comparison():
     exp = PRESETS["cpu"]
-    assert set(exp.arms) == {"simclr", "simclr_grey", "mcl", "mcl_official"} and exp.default_seeds >= 3
+    assert list(exp.arms) == ["untrained", "untrained_grey", "simclr", "simclr_grey", "mcl", "mcl_official"]
+    assert exp.default_seeds >= 3
+    assert exp.arms["untrained"] == untrained_arm(exp.arms["simclr"])
+    assert exp.arms["untrained_grey"] == untrained_arm(exp.arms["simclr_grey"])
+    assert PRESETS["smoke"].arms["untrained"] == untrained_arm(PRESETS["smoke"].arms["simclr"])
+    assert [(c.baseline, c.method, c.metric) for c in exp.headline] == [("simclr", "mcl", "class_linear")]
+    main_floor, grey_floor = exp.floor(list(exp.arms))
+    assert main_floor["arm"] == "untrained" and main_floor["metric"] == "class_linear"
+    assert grey_floor["arm"] == "untrained_grey" and grey_floor["arms"] == ["simclr_grey"]
     assert exp.arms["simclr_grey"] == {**exp.arms["simclr"], "tinted": False}
     first = exp.comparisons[0]
     assert (first.baseline, first.method, first.metric) == ("simclr", "mcl", "class_linear")

@@ -12,13 +12,17 @@ from methods.projhead.experiments import (
     COMPARISONS,
     PAPER_ARM,
     _shared_result,
+    build_model,
+    layer_table,
     paper_model,
     readout_metrics,
+    small_splits,
     theory_check,
 )
+from shared.augment import to_model_input
 from shared.cli import main
 from shared.engine import TrainConfig, fit
-from shared.experiment import ArmRun
+from shared.experiment import ArmRun, untrained_arm
 from shared.results import read_record
 
 
@@ -33,13 +37,14 @@ def smoke(tmp_path_factory):
 def test_smoke_run_learns_and_records_every_layer(smoke):
     tmp, _ = smoke
     rec = read_record(tmp / "out" / "projhead" / "smoke.json")
-    for arm, metrics in rec["arms"].items():
+    for arm in TRAINED:
+        metrics = rec["arms"][arm]
         assert metrics["probe_id"][0] > 2 * 0.1, arm  # 10 Fashion-MNIST classes
         assert metrics["probe_ood"][0] > 0.25, arm  # 4 shape classes
-    for arm, curve in rec["curves"].items():
+        curve = rec["curves"][arm]
         assert len(curve) > 3 and curve[-1][1] < curve[0][1], f"{arm}: loss did not go down"
     layers = rec["analysis"]["layers"]
-    assert set(layers) == {"mlp", "reweight", "none"}
+    assert set(layers) == {"mlp", "reweight", "none", "untrained"}
     assert list(layers["mlp"]) == ["stage1", "stage2", "stage3", "head1", "head_out"]
     assert list(layers["reweight"]) == ["stage1", "stage2", "stage3", "head_out"]
     assert set(layers["mlp"]["stage1"]) == {"probe_id", "probe_ood", "erank"}
@@ -47,6 +52,43 @@ def test_smoke_run_learns_and_records_every_layer(smoke):
     assert layers["reweight"]["head_out"]["probe_id"] == pytest.approx(layers["reweight"]["stage3"]["probe_id"])
     assert rec["analysis"]["linear_network"]["max_rel_err_pre_vs_sqrt_post"] < 1e-3
     assert (tmp / "out" / "projhead" / "smoke_layers.png").stat().st_size > 1000
+
+
+TRAINED = ("mlp_post", "mlp_pre", "reweight", "no_head")
+
+
+def test_untrained_arms_train_nothing_and_are_read_like_the_trained_ones(smoke):
+    """``untrained``: mlp_post's network at seed 0's initialisation, post-head; ``untrained_pre`` reuses it
+    before the head. Both score like the arm they floor and train no step."""
+    tmp, _ = smoke
+    rec = read_record(tmp / "out" / "projhead" / "smoke.json")
+    assert list(rec["arms"])[:2] == ["untrained", "untrained_pre"]
+    assert set(rec["arms"]["untrained"]) == set(rec["arms"]["mlp_post"]) == set(rec["arms"]["untrained_pre"])
+    assert rec["curves"]["untrained"] == [] and rec["curves"]["untrained_pre"] == []
+    main_floor, pre_floor = rec["floor"]
+    assert main_floor == {"arm": "untrained", "metric": "probe_ood", "direction": "greater", "min_gain": 0.02}
+    assert pre_floor["arm"] == "untrained_pre" and set(pre_floor["arms"]) == {"mlp_pre", "reweight", "no_head"}
+    runs = tmp / "runs" / "projhead" / "smoke"
+    assert json.loads((runs / "untrained" / "seed0" / "run_stats.json").read_text())["steps"] == 0
+    assert not (runs / "untrained" / "seed0" / "checkpoint.pt").exists()
+    post = json.loads((runs / "untrained" / "seed0" / "final.json").read_text())
+    pre = json.loads((runs / "untrained_pre" / "seed0" / "final.json").read_text())
+    assert pre["extras"]["reused_from"] == "untrained" and pre["extras"]["layers"] == post["extras"]["layers"]
+    trained = json.loads((runs / "mlp_post" / "seed0" / "final.json").read_text())
+    assert post["extras"]["training_key"] != trained["extras"]["training_key"]  # never shares a trained run
+    # the table is the fresh network's, seeded as train_small seeds it
+    cfg = PRESETS["smoke"].arms["untrained"]
+    _, downstream = small_splits(cfg, None)
+    torch.manual_seed(0)
+    fresh = build_model(cfg)
+
+    def preprocess(x):
+        return to_model_input(x, cfg["image_size"], tuple(cfg["mean"]), tuple(cfg["std"]))
+
+    table = layer_table(fresh.backbone, fresh.projector, downstream, preprocess)
+    for layer, row in table.items():
+        assert post["extras"]["layers"][layer] == pytest.approx(row, abs=1e-6), layer
+    assert rec["arms"]["untrained_pre"]["probe_ood"][0] == pytest.approx(table["stage3"]["probe_ood"], abs=1e-6)
 
 
 def test_pre_and_post_readouts_share_one_training(smoke):
@@ -88,13 +130,17 @@ def test_a_stale_or_foreign_shared_run_is_not_reused(tmp_path):
 
 def test_cpu_preset_is_the_stated_comparison():
     exp = PRESETS["cpu"]
-    assert set(exp.arms) == {"mlp_post", "mlp_pre", "reweight", "no_head"}
+    assert list(exp.arms) == ["untrained", "untrained_pre", *TRAINED]
     assert exp.default_seeds >= 3
-    head = exp.comparisons[0]
-    assert (head.baseline, head.method, head.metric) == ("mlp_post", "mlp_pre", "probe_ood")
+    assert [(c.baseline, c.method, c.metric) for c in exp.headline] == [("mlp_post", "mlp_pre", "probe_ood")]
     assert exp.comparisons == COMPARISONS
+    for preset in ("cpu", "smoke"):
+        arms = PRESETS[preset].arms
+        assert arms["untrained"] == untrained_arm(arms["mlp_post"])
+        assert arms["untrained_pre"] == untrained_arm({**arms["mlp_pre"], "share_with": "untrained"})
     base = {k: v for k, v in exp.arms["mlp_post"].items() if k not in ("head", "readout", "share_with")}
-    for cfg in exp.arms.values():
+    for arm in TRAINED:
+        cfg = exp.arms[arm]
         assert {k: v for k, v in cfg.items() if k not in ("head", "readout", "share_with")} == base
     assert base["data"] == "fashion_mnist" and base["kappa"] == 1.05 and base["backbone"] == "convnet"
     assert exp.arms["mlp_pre"]["share_with"] == "mlp_post"

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from methods.sepclr import PAPER, PRESETS, SepCLR, SplitSimCLR, build_model
-from methods.sepclr.experiments import PAPER_ARM, PROBES, load_sets, train_config
+from methods.sepclr.experiments import PAPER_ARM, PROBES, load_sets, probe_evaluator, train_config
 from shared.engine import fit
-from shared.experiment import run_experiment
+from shared.experiment import run_experiment, untrained_arm
 from shared.results import read_record
 
 
@@ -23,13 +23,15 @@ def smoke(tmp_path_factory):
 def test_smoke_run_learns_and_writes_the_probe_matrix(smoke):
     rec = read_record(smoke / "out" / "sepclr" / "smoke.json")
     chance = 0.1
+    trained = ("sepclr", "sepclr_no_jem", "simclr_split")
     for arm, metrics in rec["arms"].items():
         assert set(PROBES) <= set(metrics), arm
-        assert metrics["c_on_common"][0] > 2 * chance, arm  # the clothing class is learned in any space
-    for arm, curve in rec["curves"].items():
+    for arm in trained:
+        assert rec["arms"][arm]["c_on_common"][0] > 2 * chance, arm  # the clothing class is learned in any space
+        curve = rec["curves"][arm]
         assert len(curve) >= 3 and curve[-1][1] < curve[0][1], f"{arm}: loss did not go down"
     matrix = rec["analysis"]["probe_matrix"]
-    assert set(matrix) == {"sepclr", "sepclr_no_jem", "simclr_split"}
+    assert set(matrix) == {"untrained", *trained}
     for m in matrix.values():
         grid = m["rows_space_cols_label"]
         assert len(grid) == 2 and all(len(row) == 2 for row in grid)
@@ -41,9 +43,36 @@ def test_smoke_run_learns_and_writes_the_probe_matrix(smoke):
     assert final["extras"]["train_targets"] > 0
 
 
+def test_untrained_arm_trains_nothing_and_is_scored_like_the_baseline(smoke):
+    """The floor arm: SimCLR split at seed 0's initialisation, probed by the baseline's evaluation."""
+    rec = read_record(smoke / "out" / "sepclr" / "smoke.json")
+    assert next(iter(rec["arms"])) == "untrained" and rec["curves"]["untrained"] == []
+    assert set(rec["arms"]["untrained"]) == set(rec["arms"]["simclr_split"])
+    assert rec["floor"] == {"arm": "untrained", "metric": "s_on_salient", "direction": "greater", "min_gain": 0.02}
+    run = smoke / "runs" / "sepclr" / "smoke" / "untrained" / "seed0"
+    assert json.loads((run / "run_stats.json").read_text())["steps"] == 0
+    assert not (run / "checkpoint.pt").exists()  # a 0-epoch run saves nothing to resume
+    cfg = PRESETS["smoke"].arms["untrained"]
+    torch.manual_seed(0)  # what train_arm does before building the model of seed 0
+    fresh = build_model(cfg)
+    train, test = load_sets(cfg, None)
+    direct = probe_evaluator(cfg, train, test)(fresh)
+    assert direct == pytest.approx({k: v[0] for k, v in rec["arms"]["untrained"].items()}, abs=1e-6)
+
+
 def test_cpu_preset_is_the_stated_comparison():
     exp = PRESETS["cpu"]
-    assert set(exp.arms) == {"sepclr", "sepclr_no_jem", "simclr_split"}
+    assert list(exp.arms) == ["untrained", "sepclr", "sepclr_no_jem", "simclr_split"]
+    assert exp.arms["untrained"] == untrained_arm(exp.arms["simclr_split"])
+    assert PRESETS["smoke"].arms["untrained"] == untrained_arm(PRESETS["smoke"].arms["simclr_split"])
+    # the claim: salient → digit better, with less leakage both ways; L_JEM's effect is secondary
+    assert [(c.metric, c.direction) for c in exp.headline] == [
+        ("s_on_salient", "greater"),
+        ("s_on_common", "less"),
+        ("c_on_salient", "less"),
+    ]
+    assert all((c.baseline, c.method) == ("simclr_split", "sepclr") for c in exp.headline)
+    assert exp.floor(list(exp.arms))["metric"] == "s_on_salient"
     assert exp.default_seeds >= 3
     head = exp.comparisons[0]
     assert (head.baseline, head.method, head.metric, head.direction) == (

@@ -57,7 +57,7 @@ def test_bad_split():
 def test_not_an_idx_file(tmp_path):
     (tmp_path / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x0d\x03" + b"\x00" * 12)
     (tmp_path / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01" + b"\x00" * 4)
-    with pytest.raises(ValueError, match="IDX"):
+    with pytest.raises(DataUnavailableError, match="train-images-idx3-ubyte is not an unsigned-byte IDX file"):
         load_fashion_mnist("train", tmp_path)
 
 

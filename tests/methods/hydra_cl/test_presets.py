@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from methods.hydra_cl import PAPER, PRESETS
-from methods.hydra_cl.experiments import PAPER_ARM, build_gate, build_model, paper_model
+from methods.hydra_cl.experiments import PAPER_ARM, build_gate, paper_model
 from shared.cli import main
-from shared.data.splits import small_image_splits
 from shared.engine import TrainConfig, fit
 from shared.experiment import untrained_arm
 from shared.results import read_record
@@ -50,16 +49,8 @@ def test_untrained_arm_trains_nothing(smoke):
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert [next(iter(json.loads(line))) for line in lines] == ["eval"]
     assert json.loads(lines[0])["eval"]["step"] == 0
-    assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == 0
-    # its weights are those of a MoCo v3 model built fresh with seed 0
-    cfg = PRESETS["smoke"].arms["untrained"]
-    train, _, _ = small_image_splits(cfg)
-    torch.manual_seed(0)
-    fresh = build_model({**cfg, "num_classes": train.num_classes})
-    saved = torch.load(run / "checkpoint.pt", weights_only=False)["model"]
-    assert set(saved) == set(fresh.state_dict())
-    for name, value in fresh.state_dict().items():
-        assert torch.equal(saved[name], value), name
+    assert not (run / "checkpoint.pt").exists()  # a 0-epoch run has nothing to resume
+    assert json.loads((run / "run_stats.json").read_text())["steps"] == 0
 
 
 def test_floor_arm_and_headline():

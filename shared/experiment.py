@@ -380,7 +380,8 @@ def run_experiment(
     """Train every (arm, seed), write ``<out_dir>/<package>/<preset>.json``, return the record.
 
     ``merge``: train only ``arms`` and add them to the existing record (its other arms are kept
-    when their settings equal the preset's; each arm's commit is recorded). ``precision``
+    when their settings equal the preset's; each arm's commit is recorded). Use it only when the
+    code that trains and evaluates the kept arms is unchanged since they ran. ``precision``
     ("auto", "bf16", "fp32") overrides every arm's precision.
     """
     n_seeds = exp.default_seeds if seeds is None else seeds
@@ -477,7 +478,8 @@ def run_experiment(
         elif kept and "analysis" in kept["record"]:
             record["analysis"] = kept["record"]["analysis"]  # made by the kept arms' runs
         path = write_record(record, out_path)
-        _plot(record, results, exp, path.with_name(f"{exp.preset}_curves.png"))
+        if not kept:  # a merge has no per-epoch evaluations of the kept arms: keep their plot as it is
+            _plot(record, results, exp, path.with_name(f"{exp.preset}_curves.png"))
         print(summary_table(record))
         print(f"record written to {path}")
     return record

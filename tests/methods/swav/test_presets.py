@@ -91,6 +91,14 @@ def test_paper_preset_builds_and_steps_once(tmp_path):
     """ResNet-50 + 2048-2048-128 head + 3000 prototypes + LARS, one step on fake 2×224 + 6×96 crops."""
     assert PAPER_ARM["batch_size"] == 4096 and PAPER_ARM["lr"] == 4.8 and PAPER_ARM["optimizer"] == "lars"
     assert PAPER_ARM["crops"] == ((2, 224, (0.14, 1.0)), (6, 96, (0.05, 0.14)))
+    # the arms of the official 400-epoch scripts, whose README numbers (74.6 vs 70.1) the preset is set against
+    arms = PRESETS["paper"].arms
+    assert all(cfg["epochs"] == 400 for cfg in arms.values())
+    assert arms["swav_2x224_6x96"]["crops"] == PAPER_ARM["crops"]
+    assert arms["swav_2x224"]["crops"] == ((2, 224, (0.08, 1.0)),)  # swav_400ep_2x224_pretrain.sh: min scale 0.08
+    assert {k: v for k, v in arms["swav_2x224"].items() if k != "crops"} == {
+        k: v for k, v in PAPER_ARM.items() if k != "crops"
+    }
     assert PAPER_ARM["num_prototypes"] == 3000 and PAPER_ARM["freeze_prototypes_iters"] == 313
     model = paper_model()
     assert model.backbone.out_dim == 2048 and model.projector[-1].out_features == 128

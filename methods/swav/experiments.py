@@ -104,7 +104,7 @@ def paper_model(cfg: dict[str, Any] | None = None, steps_per_epoch: int = 1) -> 
 
 
 def train_paper(run: ArmRun) -> ArmResult:
-    """SwAV's 800-epoch recipe on ImageNet-1k from the hub (GPUs; run under ``accelerate launch``)."""
+    """SwAV's 400-epoch recipe on ImageNet-1k from the hub (GPUs; run under ``accelerate launch``)."""
     cfg = run.config
     ds = load_hub_split(IMAGENET, "train", IMAGENET_OFFLINE)
     val = load_hub_split(IMAGENET, "validation", IMAGENET_OFFLINE)

@@ -3,7 +3,7 @@
 The claim (small-scale tables): with the same number of positives, CACR is at least as good as
 SimCLR's InfoNCE and Wang & Isola's alignment + uniformity on balanced data, and its margin is
 larger on class-imbalanced (long-tailed) data. At small scale all arms train the same ConvNet on
-the same 2 global + 4 local crops of Fashion-MNIST, balanced and long-tailed (imbalance ratio 0.1),
+the same 2 global + 3 local crops of Fashion-MNIST, balanced and long-tailed (imbalance ratio 0.1),
 with the same epochs and batch, and are compared by kNN top-1 on the balanced test set.
 """
 

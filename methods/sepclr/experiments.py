@@ -370,7 +370,8 @@ PRESETS = {
             "→ 128-hidden projectors; Adam lr 1e-3 constant, batch 256, 10 epochs; τ=0.5, β_S=β_reg=1000, λ=10; "
             "official augmentation (crop 0.2-1, flip, jitter 0.5 p 0.8); bf16 CPU",
             "scale": "small (CPU)",
-            "metric": "linear-probe top-1 (Adam on standardised features) of each space's representation on "
+            "metric": "linear-probe top-1 (multinomial logistic regression, scikit-learn L-BFGS, C=1, on "
+            "standardised features) of each space's representation on "
             "each label, trained on 5000 training targets, tested on the 2000 test targets; chance 0.1",
         },
         eval_metric="s_on_salient",

@@ -15,8 +15,7 @@ import time
 
 import torch
 
-from methods.projhead.experiments import CPU_ARM, build_model, layer_table, small_splits
-from methods.projhead.heads import build_head
+from methods.projhead.experiments import CPU_ARM, arm_head, build_model, layer_table, small_splits
 from shared.augment import to_model_input
 from shared.benchmark import time_call, training_step_fn
 
@@ -38,7 +37,7 @@ def main() -> None:
         model = build_model({**cfg, "head": head_name}).to(memory_format=torch.channels_last)
         step = time_call(training_step_fn(model, batch), repeats=args.repeats)["median_ms"]
         steps[head_name] = step
-        head = build_head(head_name, 256, cfg["head_hidden"], cfg["head_out"], cfg["kappa"])
+        head = arm_head({**cfg, "head": head_name}, 256)
         h = torch.randn(2 * args.batch, 256, requires_grad=True)
 
         def head_only(head=head, h=h) -> None:

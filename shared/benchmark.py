@@ -12,15 +12,21 @@ from collections.abc import Callable
 import torch
 
 
-def time_call(fn: Callable[[], object], repeats: int = 20, warmup: int = 3) -> dict[str, float]:
-    """Median and spread of ``fn()``'s wall time in milliseconds."""
+def time_call(
+    fn: Callable[[], object], repeats: int = 20, warmup: int = 3, clock: Callable[[], float] = time.perf_counter
+) -> dict[str, float]:
+    """Median and spread of ``fn()``'s time in milliseconds: wall time, or ``clock`` (e.g. ``time.process_time``).
+
+    On a machine shared with other work, the CPU time of a one-thread run (``torch.set_num_threads(1)``,
+    ``clock=time.process_time``) is far steadier than wall time, which counts the waits for a core.
+    """
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         fn()
-        times.append((time.perf_counter() - start) * 1e3)
+        times.append((clock() - start) * 1e3)
     return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times)}
 
 

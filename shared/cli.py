@@ -71,7 +71,8 @@ def _parser() -> argparse.ArgumentParser:
         "--merge",
         action="store_true",
         help="train only --arms and add them to the existing record; its other arms are kept when their settings "
-        "equal the preset's (each arm's commit is recorded)",
+        "equal the preset's (each arm's commit is recorded). Only when the code that trains and evaluates the kept "
+        "arms is unchanged since they ran",
     )
 
     report = sub.add_parser(

@@ -91,25 +91,31 @@ def linear_probe(
     weight_decay: float = 1e-5,
     batch_size: int = 1024,
     seed: int = 0,
+    device: torch.device | str | None = None,
 ) -> float:
     """Top-1 test accuracy of a linear classifier trained on frozen, standardised features.
 
     Adam with cosine decay on features standardised by the training mean and std: a
     fast, tuning-free stand-in for the SGD probe of the papers (same ranking in practice).
+    ``device`` (default: where the features are) is where the probe trains, e.g. a GPU at paper scale.
     """
     g = torch.Generator().manual_seed(seed)
+    if device is not None:
+        train_features, test_features = train_features.to(device), test_features.to(device)
+        train_labels, test_labels = train_labels.to(device), test_labels.to(device)
     mean, std = train_features.mean(0), train_features.std(0).clamp_min(1e-6)
     xtr, xte = (train_features - mean) / std, (test_features - mean) / std
     clf = nn.Linear(xtr.shape[1], num_classes)
     with torch.no_grad():
         clf.weight.normal_(0, 0.01, generator=g)
         clf.bias.zero_()
+    clf = clf.to(xtr.device)
     opt = torch.optim.Adam(clf.parameters(), lr=lr, weight_decay=weight_decay)
     steps_per_epoch = max(1, (len(xtr) + batch_size - 1) // batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps_per_epoch)
     with torch.enable_grad():
         for _ in range(epochs):
-            perm = torch.randperm(len(xtr), generator=g)
+            perm = torch.randperm(len(xtr), generator=g).to(xtr.device)
             for i in range(0, len(xtr), batch_size):
                 idx = perm[i : i + batch_size]
                 loss = F.cross_entropy(clf(xtr[idx]), train_labels[idx])
@@ -166,3 +172,38 @@ def loader_features(
         labels.append(torch.as_tensor(y))
     model.train(was_training)
     return torch.cat(feats), torch.cat(labels)
+
+
+def loader_evaluator(
+    train: torch.utils.data.Dataset,
+    test: torch.utils.data.Dataset,
+    num_classes: int,
+    knn_bank_stride: int = 1,
+    k: int = 200,
+    temperature: float = 0.1,
+    probe_epochs: int = 100,
+    workers: int = 8,
+    feature_attr: str = "backbone",
+) -> Callable[[nn.Module], dict[str, float]]:
+    """``evaluate(model)`` → ``{"linear_top1", "knn_top1"}`` on ``(image, label)`` data sets (paper scale).
+
+    The linear protocol of the papers: the backbone ``model.<feature_attr>`` frozen, a linear classifier
+    trained on the features of *every* image of ``train`` (:func:`linear_probe`, on the model's device),
+    top-1 on ``test``. Weighted kNN (k, T) is the extra metric, with every ``knn_bank_stride``-th training
+    image as its bank. Features are extracted once per call (deterministic eval transforms).
+    """
+    if knn_bank_stride < 1:
+        raise ValueError(f"knn_bank_stride must be at least 1, got {knn_bank_stride}")
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        net = getattr(model, feature_attr)
+        device = next(net.parameters()).device
+        ftr, ytr = loader_features(net, train, device=device, workers=workers)
+        fte, yte = loader_features(net, test, device=device, workers=workers)
+        bank = slice(None, None, knn_bank_stride)
+        return {
+            "linear_top1": linear_probe(ftr, ytr, fte, yte, num_classes, epochs=probe_epochs, device=device),
+            "knn_top1": knn_accuracy(ftr[bank], ytr[bank], fte, yte, num_classes, k, temperature),
+        }
+
+    return evaluate

@@ -32,8 +32,10 @@ from shared.results import (
     DEFAULT_MIN_GAIN,
     SCHEMA_VERSION,
     RecordError,
+    check_margin,
     floor_list,
     judge,
+    margin_note,
     mean_std,
     paired_verdict,
     read_record,
@@ -51,6 +53,9 @@ class Comparison:
 
     ``headline=True`` marks a part of the paper's claim: the record's verdict is the
     conjunction of its headline comparisons (when none is marked, the first one is).
+    ``margin`` > 0 makes it a non-inferiority comparison ("the method is not worse than the
+    baseline by more than ``margin``", in the metric's units): the interval of the difference in
+    ``direction`` is judged against −margin instead of 0 (``shared.results``).
     """
 
     label: str
@@ -59,6 +64,10 @@ class Comparison:
     metric: str
     direction: str = "greater"
     headline: bool = False
+    margin: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_margin(self.margin)
 
 
 def untrained_arm(config: dict[str, Any]) -> dict[str, Any]:
@@ -380,7 +389,8 @@ def run_experiment(
     """Train every (arm, seed), write ``<out_dir>/<package>/<preset>.json``, return the record.
 
     ``merge``: train only ``arms`` and add them to the existing record (its other arms are kept
-    when their settings equal the preset's; each arm's commit is recorded). ``precision``
+    when their settings equal the preset's; each arm's commit is recorded). Use it only when the
+    code that trains and evaluates the kept arms is unchanged since they ran. ``precision``
     ("auto", "bf16", "fp32") overrides every arm's precision.
     """
     n_seeds = exp.default_seeds if seeds is None else seeds
@@ -477,7 +487,8 @@ def run_experiment(
         elif kept and "analysis" in kept["record"]:
             record["analysis"] = kept["record"]["analysis"]  # made by the kept arms' runs
         path = write_record(record, out_path)
-        _plot(record, results, exp, path.with_name(f"{exp.preset}_curves.png"))
+        if not kept:  # a merge has no per-epoch evaluations of the kept arms: keep their plot as it is
+            _plot(record, results, exp, path.with_name(f"{exp.preset}_curves.png"))
         print(summary_table(record))
         print(f"record written to {path}")
     return record
@@ -564,7 +575,7 @@ def summary_table(record: dict) -> str:
         mark = "*" if c.get("headline") else " "
         floor_note = f" (on the floor: {', '.join(c['on_floor'])})" if c.get("on_floor") else ""
         lines.append(
-            f"{mark} {c['label']}: {c['metric']} diff {interval_text(c)} (95 % t, n={c['n']}) "
+            f"{mark} {c['label']}: {c['metric']} diff {interval_text(c)} (95 % t, n={c['n']}){margin_note(c)} "
             f"-> {c['verdict']}{floor_note}"
         )
     lines.append(f"\nclaim (conjunction of the * comparisons): {record['verdict']}")

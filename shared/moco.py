@@ -14,9 +14,10 @@ MoCo v2 defaults: τ = 0.2, m = 0.999, K = 65536, 2-layer MLP head 2048→2048�
 0.03·B/256, wd 1e-4, cosine, augmentations of :func:`moco_v2_augment_config`.
 
 ``extra_negatives`` is the hook through which a paper adds per-query negatives to the
-logits (MoCHi's synthetic hard negatives): ``hook(q, queue, step) -> (B, M, d) | None``
-with q the detached normalised queries, queue the (K, d) snapshot used for this step's
-logits and ``step`` the number of training steps done. M = 0 leaves the loss unchanged.
+logits: ``hook(q, queue, step) -> (B, M, d) | None`` with q the detached normalised
+queries, queue the (K, d) snapshot used for this step's logits and ``step`` the number of
+training steps done. M = 0 leaves the loss unchanged. A paper whose extra logits are
+cheaper to compute without building the vectors overrides :meth:`MoCo.logits` instead.
 
 Shuffling BN. MoCo computes the keys of a batch shuffled across GPUs, so that a query and
 its positive key never share BatchNorm statistics (otherwise the model "cheats" with the
@@ -224,13 +225,12 @@ class MoCo(nn.Module):
         ema_update(self.key_backbone, self.backbone, self.momentum)
         ema_update(self.key_projector, self.projector, self.momentum)
 
-    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
-        x_q, x_k = self.views(batch)
-        q = self.encode_query(x_q)
-        if self.training:
-            self.update_key_encoder()  # MoCo's order: momentum update, then the keys
-        k = self.encode_key(x_k).detach()
-        queue = self.queue.snapshot()
+    def logits(self, q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor) -> torch.Tensor:
+        """This step's ``[q·k, q·Q, q·E] / τ`` (E from ``extra_negatives``); a subclass may compute its own.
+
+        Called once per forward pass, after the keys and before the queue update; ``queue`` is the
+        snapshot of this step and ``self.steps`` the number of training steps done.
+        """
         extra = None
         if self.extra_negatives is not None:
             with torch.no_grad():
@@ -238,7 +238,16 @@ class MoCo(nn.Module):
                 extra = self.extra_negatives(q_det, queue, int(self.steps))
             if extra is not None:
                 extra = extra.detach()
-        logits = moco_logits(q, k, queue, self.temperature, extra)
+        return moco_logits(q, k, queue, self.temperature, extra)
+
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        x_q, x_k = self.views(batch)
+        q = self.encode_query(x_q)
+        if self.training:
+            self.update_key_encoder()  # MoCo's order: momentum update, then the keys
+        k = self.encode_key(x_k).detach()
+        queue = self.queue.snapshot()
+        logits = self.logits(q, k, queue)
         loss = F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
         if self.training:
             self.queue.enqueue(F.normalize(at_least_float32(k), dim=1))

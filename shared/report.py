@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from shared.registry import catalogue
-from shared.results import atomic_write_text, floor_list, load_records, mean_std
+from shared.results import atomic_write_text, floor_list, load_records, margin_note, mean_std
 
 HEADER = """# Reproductions
 
@@ -87,7 +87,8 @@ def _small_scale_cell(record: dict) -> str:
         floor_text = f"floor {floor} · " if floor is not None else "no floor · "
         parts.append(
             f"{c['metric']}: {floor_text}{c['baseline']} {_mean(arms[c['baseline']][c['metric']])} → "
-            f"{c['method']} {_mean(arms[c['method']][c['metric']])}, Δ {interval(c)} (n={c['n']}): {c['verdict']}"
+            f"{c['method']} {_mean(arms[c['method']][c['metric']])}, Δ {interval(c)} (n={c['n']})"
+            f"{margin_note(c)}: {c['verdict']}"
         )
     return "<br>".join(parts)
 
@@ -206,7 +207,7 @@ def render(results_dir: str | os.PathLike = "results") -> str:
                 if c.get("on_floor"):
                     verdict += f" (on the floor: {', '.join(c['on_floor'])}; interval says {c['interval_verdict']})"
                 lines.append(
-                    f"| {'★' if c.get('headline') else ''} | {_cell(c['label'])} | {c['metric']} "
+                    f"| {'★' if c.get('headline') else ''} | {_cell(c['label'] + margin_note(c))} | {c['metric']} "
                     f"| {c['baseline']} {_fmt(b)} | {c['method']} {_fmt(m)} | {interval(c)} | {verdict} |"
                 )
             lines.append("")

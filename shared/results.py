@@ -11,6 +11,10 @@ interval is d̄ ± t*·SE. Then
 * ``reproduced``    — the interval lies wholly on the side the paper claims;
 * ``contradicted``  — wholly on the other side;
 * ``inconclusive``  — it contains 0 (and always when n < 2);
+* a *non-inferiority* comparison (``margin`` m > 0: "the method does not hurt by more than m")
+  moves the boundary from 0 to −m: ``reproduced`` when the interval, in the claimed direction,
+  lies wholly above −m, ``contradicted`` when wholly below −m, else ``inconclusive``
+  (m = 0, the default and the value of a record without the key, is the superiority rule above);
 * ``under-trained`` — the record has a *floor* (an ``untrained`` arm: the same architecture
   at its seed's initialisation, or the pretrained start of a fine-tuning paper, scored by
   the same evaluation) and one of the two arms does not beat it on the floor metric with a
@@ -98,16 +102,34 @@ def paired_interval(baseline: list[float], method: list[float]) -> dict[str, Any
     }
 
 
-def paired_verdict(baseline: list[float], method: list[float], direction: str) -> dict[str, Any]:
-    """The interval verdict of one comparison: reproduced / contradicted / inconclusive (no floor)."""
+def check_margin(margin: float) -> float:
+    """A non-inferiority margin: a finite number ≥ 0, in the metric's units (0: superiority)."""
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not math.isfinite(margin) or margin < 0:
+        raise RecordError(f"margin must be a finite number >= 0, got {margin!r}")
+    return float(margin)
+
+
+def paired_verdict(baseline: list[float], method: list[float], direction: str, margin: float = 0.0) -> dict[str, Any]:
+    """The interval verdict of one comparison: reproduced / contradicted / inconclusive (no floor).
+
+    With ``margin`` m > 0 (non-inferiority) the interval of the difference in the claimed
+    direction is judged against −m instead of 0.
+    """
     sign = _check_direction(direction)
+    margin = check_margin(margin)
     stats = paired_interval(baseline, method)
     if stats["se"] is None:
         verdict = "inconclusive"
     else:
         low, high = sorted((sign * stats["ci_low"], sign * stats["ci_high"]))
-        verdict = "reproduced" if low > 0 else "contradicted" if high < 0 else "inconclusive"
+        verdict = "reproduced" if low > -margin else "contradicted" if high < -margin else "inconclusive"
     return {**stats, "verdict": verdict}
+
+
+def margin_note(comparison: dict) -> str:
+    """`` (non-inferior within 0.01)`` for a non-inferiority comparison, else empty (for tables)."""
+    margin = comparison.get("margin", 0.0)
+    return f" (non-inferior within {margin:g})" if margin else ""
 
 
 def floor_list(floor: dict | list[dict] | None) -> list[dict]:
@@ -158,12 +180,16 @@ def make_comparison(
     label: str = "",
     headline: bool = False,
     floor: dict | list[dict] | None = None,
+    margin: float = 0.0,
 ) -> dict:
-    """One comparison with its interval and verdict (``under-trained`` when an arm sits on the floor)."""
+    """One comparison with its interval and verdict (``under-trained`` when an arm sits on the floor).
+
+    ``margin`` > 0 makes it a non-inferiority comparison (see the module docstring).
+    """
     for arm in (baseline, method):
         if arm not in arms or metric not in arms[arm]:
             raise RecordError(f"comparison needs metric {metric!r} of arm {arm!r}")
-    stats = paired_verdict(arms[baseline][metric], arms[method][metric], direction)
+    stats = paired_verdict(arms[baseline][metric], arms[method][metric], direction, margin)
     verdict = stats["verdict"]
     untrained_arms: list[str] = []
     if floor:
@@ -179,6 +205,7 @@ def make_comparison(
         "metric": metric,
         "direction": direction,
         "headline": headline,
+        "margin": float(margin),
         **{k: v for k, v in stats.items() if k != "verdict"},
         "interval_verdict": stats["verdict"],
         "on_floor": untrained_arms,
@@ -204,7 +231,15 @@ def judge(arms: dict, comparisons: list[dict], floor: dict | list[dict] | None) 
     """Recompute every comparison of a record and its claim verdict from the numbers."""
     fresh = [
         make_comparison(
-            arms, c["baseline"], c["method"], c["metric"], c["direction"], c["label"], c.get("headline", False), floor
+            arms,
+            c["baseline"],
+            c["method"],
+            c["metric"],
+            c["direction"],
+            c["label"],
+            c.get("headline", False),
+            floor,
+            c.get("margin", 0.0),
         )
         for c in comparisons
     ]

@@ -1,4 +1,5 @@
-"""Test helpers every paper uses: distributed equivalence of a cross-sample loss.
+"""Test helpers every paper uses: distributed equivalence of a cross-sample loss, and a stand-in
+for a hub image split with a tiny network to check a paper preset's evaluation wiring offline.
 
 :func:`distributed_equivalence` runs a two-view loss on W gloo processes (each holding
 its slice of the batch, the loss gathering the rest) and on one process holding the whole
@@ -109,3 +110,24 @@ def distributed_equivalence(
             {"single_loss": single_loss, "single_grad": single_grad, "dist_loss": r["loss"], "dist_grad": r["grad"]}
         )
     return out
+
+
+def fake_hub_images(labels: list[int], image_key: str = "image", size: int = 8, seed: int = 0) -> list[dict]:
+    """A stand-in for a hub image split (``ds[i]`` → ``{image_key: PIL image, "label": y}``): RGB images
+    whose brightness is set by the label (plus a little noise), so that the classes are linearly separable."""
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for y in labels:
+        pixels = (40 + 150 * (y % 2) + 20 * (y // 2) + 5 * torch.rand(size, size, 3, generator=g)).clamp(0, 255)
+        out.append({image_key: Image.fromarray(pixels.to(torch.uint8).numpy()), "label": int(y)})
+    return out
+
+
+def tiny_backbone_model(seed: int = 0) -> torch.nn.Module:
+    """A module whose ``backbone`` is a 3→8 convolution and a global average pool (any input size)."""
+    torch.manual_seed(seed)
+    model = torch.nn.Module()
+    model.backbone = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    return model

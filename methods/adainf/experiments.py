@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from methods.adainf.augment import STRENGTHS, strength
-from methods.adainf.generator import GeneratorConfig, generated_set, load_generated_npz
+from methods.adainf.generator import GeneratorConfig, check_generated_npz, generated_set, load_generated_npz
 from methods.adainf.inflation import InflatedBatches, InflatedData
 from shared.augment import BatchedSimCLRAugment, to_model_input
 from shared.backbones import build_backbone
@@ -162,20 +162,39 @@ def paper_model(augmentation: str = "weak") -> TwoViewContrastive:
     return build_model({**PAPER_ARM, "augmentation": augmentation})
 
 
-def train_paper(run: ArmRun) -> ArmResult:
-    """CIFAR-10 (hub) inflated with a user-supplied generated .npz; needs a GPU (``accelerate launch``)."""
-    from shared.data.hub import load_hub_split
+def check_generated_data(arms: dict[str, dict[str, Any]]) -> None:
+    """Every inflating arm's generated .npz exists and is a readable uint8 image array (header only).
 
-    cfg = run.config
-    generated = None
-    if inflation_copies(cfg["inflation"]) > 0:  # fail before any download when the file is missing
+    Raises ``FileNotFoundError`` / ``ValueError`` naming the arm and the file, in seconds.
+    """
+    for arm, cfg in arms.items():
+        if inflation_copies(cfg["inflation"]) == 0:
+            continue
         path = generated_npz_path(cfg)
         if path is None:
             raise FileNotFoundError(
-                f"arm {run.arm!r} inflates with generated data: set the arm's 'generated_npz' or "
+                f"arm {arm!r} inflates with generated data: set the arm's 'generated_npz' or "
                 "$ADAINF_GENERATED_NPZ to the paper's generated CIFAR-10 .npz (see methods/adainf/README.md)"
             )
-        generated = load_generated_npz(path, CIFAR10_CLASSES)
+        try:
+            check_generated_npz(path)
+        except (FileNotFoundError, ValueError) as exc:
+            raise type(exc)(f"arm {arm!r}: {exc}") from exc
+
+
+def train_paper(run: ArmRun) -> ArmResult:
+    """CIFAR-10 (hub) inflated with a user-supplied generated .npz; needs a GPU (``accelerate launch``).
+
+    Every arm first checks the generated file of *every* inflating arm of the paper preset (this arm's
+    config first), before any download or training: a missing or unreadable file stops the first arm
+    (the no-inflation baseline) instead of the second, after a full baseline run.
+    """
+    from shared.data.hub import load_hub_split
+
+    cfg = run.config
+    check_generated_data({run.arm: cfg, **{a: c for a, c in PRESETS["paper"].arms.items() if a != run.arm}})
+    copies = inflation_copies(cfg["inflation"])
+    generated = load_generated_npz(generated_npz_path(cfg), CIFAR10_CLASSES) if copies > 0 else None
 
     def arrays(split: str) -> ImageArrays:
         ds = load_hub_split(CIFAR10, split, CIFAR10_OFFLINE)

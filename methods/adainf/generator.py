@@ -25,6 +25,7 @@ import json
 import os
 import time
 import warnings
+import zipfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -236,22 +237,54 @@ def generated_set(
     return GeneratedSet(data, gen, path, cached, time.perf_counter() - start)
 
 
+def _missing_npz(p: Path) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"generated data {p} not found. The paper preset needs the 1M generated CIFAR-10 images of the "
+        "paper (an .npz with an 'image' array of uint8 (N, 32, 32, 3), e.g. the STF samples linked from "
+        "PKU-ML/adainf's README); download it and pass its path as the arm's 'generated_npz' "
+        "(or set $ADAINF_GENERATED_NPZ)."
+    )
+
+
+def _check_image_array(p: Path, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+    if dtype != np.uint8 or len(shape) != 4 or shape[-1] not in (1, 3):
+        raise ValueError(f"{p}: 'image' must be uint8 (N, H, W, C), got {dtype} {shape}")
+
+
+def check_generated_npz(path: str | os.PathLike) -> tuple[int, ...]:
+    """The shape of a generated .npz's ``image`` array, read from its header only (seconds for a GB file).
+
+    Raises what :func:`load_generated_npz` would (missing file, no ``image`` array, wrong dtype or
+    shape), and ``ValueError`` for a file that is not a readable .npz, without loading the images.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise _missing_npz(p)
+    try:
+        with zipfile.ZipFile(p) as z:
+            names = z.namelist()
+            if "image.npy" not in names:
+                raise ValueError(f"{p} has no 'image' array (found {[n.removesuffix('.npy') for n in names]})")
+            with z.open("image.npy") as f:
+                version = np.lib.format.read_magic(f)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(f)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"generated data {p} is not a readable .npz: {type(exc).__name__}: {exc}") from exc
+    _check_image_array(p, dtype, shape)
+    return tuple(shape)
+
+
 def load_generated_npz(path: str | os.PathLike, classes: tuple[str, ...]) -> ImageArrays:
     """A user-supplied generated set as the official code reads it: ``np.load(path)["image"]``,
     uint8 (N, H, W, C); the labels are set to −1 (generated images carry no class)."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(
-            f"generated data {p} not found. The paper preset needs the 1M generated CIFAR-10 images of the "
-            "paper (an .npz with an 'image' array of uint8 (N, 32, 32, 3), e.g. the STF samples linked from "
-            "PKU-ML/adainf's README); download it and pass its path as the arm's 'generated_npz' "
-            "(or set $ADAINF_GENERATED_NPZ)."
-        )
+        raise _missing_npz(p)
     with np.load(p) as f:
         if "image" not in f.files:
             raise ValueError(f"{p} has no 'image' array (found {f.files})")
         images = f["image"]
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
-        raise ValueError(f"{p}: 'image' must be uint8 (N, H, W, C), got {images.dtype} {images.shape}")
+    _check_image_array(p, images.dtype, images.shape)
     x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
     return ImageArrays(x, torch.full((len(x),), GENERATED_LABEL, dtype=torch.long), classes, f"generated({p.name})")

@@ -9,19 +9,22 @@ analogue) and on the novel classes 5–9 of Animal-MNIST (cross-domain, the CDFS
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from methods.beclr.augment import MaskedHubViews, view_transform
 from methods.beclr.dyce import DyCEConfig, memory_size
+from methods.beclr.mini_imagenet import load_mini_imagenet
 from methods.beclr.model import BECLR
 from methods.beclr.opta import opta_for_shots
-from shared.augment import AugmentConfig, BatchedSimCLRAugment, eval_transform, simclr_transform, to_model_input
+from shared.augment import AugmentConfig, BatchedSimCLRAugment, eval_transform, to_model_input
 from shared.backbones import build_backbone
 from shared.data.animal_mnist import load_animal_mnist
 from shared.data.arrays import ImageArrays, subset_per_class
 from shared.data.fashion_mnist import load_fashion_mnist
-from shared.data.hub import HubImages, HubViews, load_hub_split
+from shared.data.hub import HubImages, load_hub_split
 from shared.data.shapes import make_shapes
 from shared.data.splits import FASHION_MNIST_28, SHAPES_RGB
 from shared.engine import InMemoryBatches, LoaderBatches, TrainConfig, fit
@@ -206,21 +209,34 @@ def paper_model() -> BECLR:
 MINI_IMAGENET_OFFLINE = "no offline copy of mini-ImageNet ships with the project; the paper preset needs the hub"
 
 
+def paper_data(cfg: dict[str, Any], load: Callable[[str, str], Any] | None = None) -> tuple[Any, Any]:
+    """(pre-training set, novel set): the hub copy's 64 train classes and its 20 test classes.
+
+    The class split is Ravi & Larochelle's (``mini_imagenet_split.csv``), applied to the hub splits
+    ``cfg["hub_splits"]`` concatenated; a class missing from the hub copy is an error before training.
+    """
+    load = load or (lambda name, split: load_hub_split(name, split, MINI_IMAGENET_OFFLINE))
+    return load_mini_imagenet(cfg["data"], cfg["hub_splits"], load)
+
+
+def paper_views(cfg: dict[str, Any], pretrain: Any) -> MaskedHubViews:
+    """The official views of the pre-training images, each with its block mask for the student."""
+    grid = (cfg["image_size"] // cfg["mask_patch"],) * 2
+    return MaskedHubViews(pretrain, view_transform(cfg), grid, cfg["mask_ratio"], cfg["mask_ratio_var"])
+
+
 def train_paper(run: ArmRun) -> ArmResult:
     """Official mini-ImageNet R18 recipe from the hub (needs GPUs; run under ``accelerate launch``).
 
-    Pre-trains on the hub data set's ``train`` split (the 64 base classes of the few-shot split) and
-    evaluates 5-way episodes on its ``test`` split (the 20 novel classes), whatever labels it holds.
+    Pre-trains on the 64 train (base) classes of the standard few-shot split, without labels, and
+    evaluates 5-way episodes on its 20 test (novel) classes; both sets are built before training.
     """
     cfg = run.config
-    train_ds = load_hub_split(cfg["data"], "train", MINI_IMAGENET_OFFLINE)
-    test_ds = load_hub_split(cfg["data"], "test", MINI_IMAGENET_OFFLINE)
+    pretrain, novel = paper_data(cfg)
     tc = train_config(cfg, run.seed, run.epochs, run.progress)
-    source = LoaderBatches(
-        HubViews(train_ds, simclr_transform(AugmentConfig.from_arm(cfg))), tc.batch_size, cfg["workers"]
-    )
+    source = LoaderBatches(paper_views(cfg, pretrain), tc.batch_size, cfg["workers"])
     model = build_model({**cfg, "batched_augment": False}, source.steps_per_epoch(1), tc.epochs, run.seed)
-    images = HubImages(test_ds, eval_transform(cfg["image_size"], tuple(cfg["mean"]), tuple(cfg["std"])))
+    images = HubImages(novel, eval_transform(cfg["image_size"], tuple(cfg["mean"]), tuple(cfg["std"])))
 
     def evaluate(m: torch.nn.Module) -> dict[str, float]:
         feats, labels = loader_features(m.backbone, images, device=next(m.parameters()).device)
@@ -320,14 +336,25 @@ CPU_ARM = dict(
 
 PAPER_ARM = dict(
     COMMON,
-    data="timm/mini-imagenet",  # hub id of a mini-ImageNet few-shot split (verify its class split)
+    # the 100 mini-ImageNet classes (split by images on the hub), re-split by class: Ravi & Larochelle
+    data="timm/mini-imagenet",
+    hub_splits=("train", "validation"),
     image_size=224,
     channels=3,
     mean=(0.485, 0.456, 0.406),
     std=(0.229, 0.224, 0.225),
-    crop_scale=(0.08, 1.0),
-    jitter_strength=1.0,
+    # official transform/build_transform.py (both views) and masked-image augmentation (mini_r18_train.json)
+    crop_scale=(0.2, 1.0),
+    jitter=(0.4, 0.4, 0.2, 0.1),
+    jitter_p=0.8,
+    grayscale_p=0.2,
     blur_p=0.5,
+    randaug_ops=2,
+    randaug_magnitude=10,
+    vflip_p=0.5,
+    mask_patch=16,
+    mask_ratio=0.15,
+    mask_ratio_var=0.1,
     backbone="imagenet_resnet18",
     out_dim=512,
     teacher_momentum=0.995,
@@ -375,6 +402,12 @@ def _comparisons(sets: tuple[str, ...]) -> list[Comparison]:
     return comps
 
 
+OFFICIAL_SIGN = Comparison(
+    "DyCE with the official Sinkhorn sign vs the paper's, 5-way 1-shot", "beclr", "beclr_official_sign", "acc_1shot"
+)
+"""Secondary: does the official code's ``exp(+D/ε)`` assignment (distant prototypes) change the result?"""
+
+
 PRESETS = {
     "smoke": Experiment(
         preset="smoke",
@@ -394,16 +427,18 @@ PRESETS = {
     "cpu": Experiment(
         preset="cpu",
         description="Fashion-MNIST base classes 0-4 (12k, labels unused) → 5-way episodes on novel classes 5-9 "
-        "of Fashion-MNIST and Animal-MNIST; ConvNet, 6 epochs, baseline vs BECLR, 3 seeds",
+        "of Fashion-MNIST and Animal-MNIST; ConvNet, 6 epochs, baseline vs BECLR (and BECLR with the official "
+        "Sinkhorn sign), 3 seeds",
         claim=CLAIM,
-        arms=_arms_with_floor(CPU_ARM),
-        comparisons=_comparisons(CPU_ARM["eval_sets"]),
+        arms={**_arms_with_floor(CPU_ARM), "beclr_official_sign": {**CPU_ARM, "dyce": True, "official_sign": True}},
+        comparisons=[*_comparisons(CPU_ARM["eval_sets"]), OFFICIAL_SIGN],
         train_arm=train_small,
         setting={
             "summary": "pre-training: Fashion-MNIST train, base classes 0-4, 2400/class (12k, labels unused); "
             "4-layer ConvNet 28 px, projector 3×256, predictor 256→64→256, EMA teacher m0=0.99 (cosine to 1); "
             "SGD lr 0.3·B/256, wd 1e-4, batch 128, 6 epochs (1 warmup), bf16; λ_neg=0.1, T=2; "
-            "DyCE: memory 2048, 20 clusters, top-3, ε=1e-5 (paper's sign), enhancement from epoch 2",
+            "DyCE: memory 2048, 20 clusters, top-3, ε=1e-5 (paper's sign), enhancement from epoch 2; "
+            "arm beclr_official_sign: the same with the official code's exp(+D/ε) Sinkhorn and its ε retry",
             "scale": "small (CPU)",
             "metric": "5-way accuracy on novel classes 5-9 (Fashion-MNIST test split, 1000/class; Animal-MNIST "
             "1000/class), 600 fixed episodes, 15 queries, logistic regression on standardised-feature "
@@ -414,14 +449,19 @@ PRESETS = {
     ),
     "paper": Experiment(
         preset="paper",
-        description="mini-ImageNet (hub), ResNet-18, 400 epochs, batch 256, DyCE 8192/200/top-5 (needs GPUs)",
+        description="mini-ImageNet (hub, Ravi–Larochelle class split: 64 base / 20 novel classes), ResNet-18, "
+        "400 epochs, batch 256, DyCE 8192/200/top-5 (needs GPUs)",
         claim=CLAIM,
         arms=_arms(PAPER_ARM),
         comparisons=_comparisons(("mini_imagenet",)),
         train_arm=train_paper,
         setting={
-            "summary": "official mini_r18_train.json: SGD lr 0.3, wd 1e-4, batch 256, 400 epochs, out_dim 512, "
+            "summary": "mini-ImageNet from timm/mini-imagenet train+validation (600 images a class), split by "
+            "class as Ravi & Larochelle: pre-training on the 64 train classes, episodes on the 20 test classes; "
+            "official mini_r18_train.json: SGD lr 0.3, wd 1e-4, batch 256, 400 epochs, out_dim 512, "
             "topk 5, memory_start_epoch 60, 200 clusters, memory_scale 40, ε 1e-5, teacher 0.995, λ_neg 0.1; "
+            "official views: RRC 224 (0.2-1), jitter (0.4, 0.4, 0.2, 0.1) p 0.8, grey 0.2, blur 0.5, "
+            "RandAugment n2 m10, h+v flips; student input block-masked (16 px patches, ratio 0.15±0.1); "
             "eval 2000 episodes, 5-way, 15 queries",
             "scale": "paper",
         },

@@ -13,6 +13,8 @@ Teacher momentum follows the official cosine schedule from m_0 to 1 over trainin
     m_t = 1 − (1 − m_0) · (cos(π t / T) + 1) / 2.
 
 With ``dyce=None`` the same network and loss run without memory: the contrastive baseline.
+A batch with ``"masks"`` (one boolean patch grid per view, the paper preset's masked-image
+augmentation) has those patches of the *student's* input zeroed; the teacher sees the whole views.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import math
 import torch
 from torch import nn
 
+from methods.beclr.augment import mask_patches
 from methods.beclr.dyce import DyCE, DyCEConfig
 from methods.beclr.loss import BECLRLoss
 from shared.augment import BatchedSimCLRAugment
@@ -131,7 +134,10 @@ class BECLR(nn.Module):
         x = torch.cat([x1, x2])
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        z = self.projector(self.backbone(x))
+        student_x = x
+        if "masks" in batch:
+            student_x = mask_patches(x, torch.cat(list(batch["masks"])))
+        z = self.projector(self.backbone(student_x))
         p = self.predictor(z)
         with torch.no_grad():
             z_teacher = self.teacher_projector(self.teacher_backbone(x))

@@ -1,6 +1,6 @@
 """The training step shared by CACR and its baselines: V views → backbone → head → loss(views).
 
-    x → crops t_1(x) … t_V(x) (e.g. 2 global + 4 local) → f (one pass per resolution) → g → z_v
+    x → crops t_1(x) … t_V(x) (e.g. 2 global + 3 local) → f (one pass per resolution) → g → z_v
     loss(z_1, …, z_V) → {"loss", ...}
 
 Every arm of a comparison uses this module with the same crops, backbone and head; only the

@@ -268,10 +268,20 @@ def _arms(base: dict) -> dict[str, dict]:
     return {"untrained": untrained_arm(arms["moco_v3"]), **arms}
 
 
-# The headline is the claim's two measured parts: linear accuracy not hurt (a superiority comparison for now)
-# and a higher effective rank of the backbone features; the gate overlap is the analysis, not a comparison.
+NOT_HURT_MARGIN = 0.01
+"""Claim (a) is non-inferiority: Hydra's top-1 is not below MoCo v3's by more than one point (README)."""
+
+# The headline is the claim's two measured parts: linear accuracy not hurt (non-inferiority within one point of
+# top-1) and a higher effective rank of the backbone features; the gate overlap is the analysis, not a comparison.
 COMPARISONS = [
-    Comparison("Hydra vs MoCo v3, linear probe top-1 (not hurt)", "moco_v3", "hydra", "linear_top1", headline=True),
+    Comparison(
+        "Hydra vs MoCo v3, linear probe top-1 (not hurt)",
+        "moco_v3",
+        "hydra",
+        "linear_top1",
+        headline=True,
+        margin=NOT_HURT_MARGIN,
+    ),
     Comparison(
         "Hydra vs MoCo v3, effective rank of backbone features", "moco_v3", "hydra", "effective_rank", headline=True
     ),
@@ -318,7 +328,14 @@ PRESETS = {
         claim="Hydra-MoCo (β=1) does not hurt kNN top-1 vs MoCo v3 and raises the effective rank on ImageNet-100.",
         arms={"moco_v3": {**PAPER_ARM, "beta": 0.0}, "hydra": PAPER_ARM},
         comparisons=[
-            Comparison("Hydra vs MoCo v3, kNN top-1", "moco_v3", "hydra", "knn_top1", headline=True),
+            Comparison(
+                "Hydra vs MoCo v3, kNN top-1 (not hurt)",
+                "moco_v3",
+                "hydra",
+                "knn_top1",
+                headline=True,
+                margin=NOT_HURT_MARGIN,
+            ),
             Comparison("Hydra vs MoCo v3, effective rank", "moco_v3", "hydra", "effective_rank", headline=True),
         ],
         train_arm=train_paper,

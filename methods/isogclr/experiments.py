@@ -236,8 +236,12 @@ PAPER_ARM = dict(
     channels=3,
     mean=(0.5071, 0.4865, 0.4409),
     std=(0.2673, 0.2564, 0.2762),
+    # official main_supcon.py: RRC (0.2, 1), ColorJitter(0.4, 0.4, 0.4, 0.1) with p 0.8 (jitter_strength 0.5:
+    # (0.8 s, 0.8 s, 0.8 s, 0.2 s)), grey 0.2, Gaussian blur σ ∈ [0.1, 2] with p 0.5, flip
     crop_scale=(0.2, 1.0),
-    jitter_strength=1.0,
+    jitter_strength=0.5,
+    jitter_p=0.8,
+    blur_p=0.5,
     backbone="resnet18",
     head_hidden=512,
     head_out=128,
@@ -332,7 +336,8 @@ PRESETS = {
         train_arm=train_paper,
         setting={
             "summary": "CIFAR-100, ResNet-18 (CIFAR stem), official unimodal README recipe: batch 128, LARS lr 0.8, "
-            "wd 5e-4, warmup + cosine, 400 epochs, τ_init 0.1, γ 0.8, ρ 0.4, β_u 0.5, η 0.03; kNN on the train set",
+            "wd 5e-4, warmup + cosine, 400 epochs, τ_init 0.1, γ 0.8, ρ 0.4, β_u 0.5, η 0.03; views RRC (0.2-1), "
+            "jitter (0.4, 0.4, 0.4, 0.1) p 0.8, grey 0.2, blur p 0.5, flip; kNN on the train set",
             "scale": "paper",
         },
         default_seeds=1,

@@ -21,7 +21,7 @@ from methods.mcl.data import ColourPreservingAugment, TwoFeatureSet, coloured_fa
 from methods.mcl.loss import ClusterInfoNCELoss
 from methods.mcl.model import IntegratedEncoder, StageSimCLR
 from methods.mcl.sampler import ClusterBatches, LoaderClusterBatches
-from methods.mcl.stages import StagePlan, train_stages
+from methods.mcl.stages import StagePlan, stage_seed, train_stages
 from shared.augment import AugmentConfig, eval_transform, simclr_transform, to_model_input
 from shared.backbones import build_backbone
 from shared.data.hub import HubImages, HubViews, load_hub_split
@@ -31,8 +31,9 @@ from shared.experiment import ArmResult, ArmRun, Comparison, Experiment, is_untr
 from shared.heads import mlp_head
 
 FEATURES = ("class", "colour")
-# keys that change the pseudo-label rule or the bookkeeping, not what a stage trains on
-_NOT_IN_STAGE_KEY = ("official_label_bug", "reuse_stages_from", "num_stages", "epochs")
+# keys that change the pseudo-label rule or the bookkeeping, not what a stage trains on (the pseudo-labels are
+# part of a stage's identity: an ensemble member and an MCL stage are the same stage only when both are stage 0)
+_NOT_IN_STAGE_KEY = ("official_label_bug", "ensemble", "reuse_stages_from", "num_stages", "epochs")
 
 
 def stage_plan(cfg: dict[str, Any]) -> StagePlan:
@@ -41,6 +42,7 @@ def stage_plan(cfg: dict[str, Any]) -> StagePlan:
         num_clusters=cfg["num_clusters"],
         groups=cfg.get("groups", 1),
         official_label_bug=cfg.get("official_label_bug", False),
+        ensemble=cfg.get("ensemble", False),
     )
 
 
@@ -71,9 +73,9 @@ def build_stage_model(cfg: dict[str, Any]) -> StageSimCLR:
 
 
 def train_config(cfg: dict[str, Any], seed: int, epochs: int | None, progress: bool, stage: int) -> TrainConfig:
-    """A stage's run: SimCLR's lr · B / 256; ``epochs`` per stage; seed ``seed + 1000·stage``."""
+    """A stage's run: SimCLR's lr · B / 256; ``epochs`` per stage; seed :func:`stage_seed`."""
     return TrainConfig.from_arm(
-        cfg, seed + 1000 * stage, epochs, progress, lr=cfg["lr"] * cfg["batch_size"] / 256, sync_batchnorm=True
+        cfg, stage_seed(seed, stage), epochs, progress, lr=cfg["lr"] * cfg["batch_size"] / 256, sync_batchnorm=True
     )
 
 
@@ -309,18 +311,23 @@ PAPER_ARM = dict(
 
 CLAIM = (
     "On data where an easy feature (colour) suppresses a harder one (class), MCL's integrated representation "
-    "raises the linear-probe accuracy on the suppressed feature over SimCLR trained as long, keeping the easy one."
+    "raises the linear-probe accuracy on the suppressed feature over an ensemble of as many SimCLR encoders, each "
+    "trained as long as one MCL stage and concatenated the same way, keeping the easy one."
 )
 
 
 def _arms(base: dict, stages: int) -> dict[str, dict]:
     """``simclr``: one stage of ``stages × epochs``; ``mcl``: the paper; ``mcl_official``: the label bug;
-    ``simclr_grey``: the baseline on the same images without colour (measures the suppression)."""
+    ``simclr_grey``: the baseline on the same images without colour (measures the suppression);
+    ``simclr_ensemble``: ``stages`` SimCLR encoders, each ``epochs`` long with the seed of the MCL stage of the
+    same index (:func:`methods.mcl.stages.stage_seed`), concatenated as MCL's stages (member 0 *is* MCL's stage 0,
+    copied from the ``mcl`` run when it is there)."""
     return {
         "simclr": {**base, "num_stages": 1, "epochs": base["epochs"] * stages},
         "simclr_grey": {**base, "num_stages": 1, "epochs": base["epochs"] * stages, "tinted": False},
         "mcl": {**base, "num_stages": stages},
         "mcl_official": {**base, "num_stages": stages, "official_label_bug": True, "reuse_stages_from": "mcl"},
+        "simclr_ensemble": {**base, "num_stages": stages, "ensemble": True, "reuse_stages_from": "mcl"},
     }
 
 
@@ -342,9 +349,21 @@ GREY_FLOOR = {
     "arms": ["simclr_grey"],
 }
 
+# The headline controls for the size of the representation: MCL's S concatenated encoders against S concatenated
+# SimCLR encoders of the same per-stage budget (the comparison with one SimCLR encoder of S× the epochs, and S×
+# fewer dimensions, is kept as a secondary one).
 COMPARISONS = [
-    Comparison("class (suppressed feature): MCL integrated vs SimCLR", "simclr", "mcl", "class_linear", headline=True),
+    Comparison(
+        "class (suppressed feature): MCL integrated vs SimCLR ensemble",
+        "simclr_ensemble",
+        "mcl",
+        "class_linear",
+        headline=True,
+    ),
+    Comparison("colour (easy feature): MCL integrated vs SimCLR ensemble", "simclr_ensemble", "mcl", "colour_linear"),
+    Comparison("class (suppressed feature): MCL integrated vs SimCLR", "simclr", "mcl", "class_linear"),
     Comparison("colour (easy feature): MCL integrated vs SimCLR", "simclr", "mcl", "colour_linear"),
+    Comparison("class: SimCLR ensemble vs one SimCLR trained as long", "simclr", "simclr_ensemble", "class_linear"),
     Comparison("class: MCL last stage alone vs SimCLR", "simclr", "mcl", "class_linear_last"),
     Comparison("class: MCL (paper labels) vs official cluster.py labels", "mcl_official", "mcl", "class_linear"),
     Comparison(
@@ -363,8 +382,8 @@ PRESETS = {
         preset="smoke",
         description="seconds: 2 stages × 2 epochs on 400 tinted Fashion-MNIST images, tiny ConvNet, 1 seed",
         claim=CLAIM,
-        arms=_with_floors({k: v for k, v in _arms(SMOKE_ARM, 2).items() if k in ("simclr", "mcl")}),
-        comparisons=COMPARISONS[:2],
+        arms=_with_floors({k: v for k, v in _arms(SMOKE_ARM, 2).items() if k in ("simclr", "mcl", "simclr_ensemble")}),
+        comparisons=[c for c in COMPARISONS if {c.baseline, c.method} <= {"simclr", "mcl", "simclr_ensemble"}],
         train_arm=train_small,
         setting={"summary": "tinted Fashion-MNIST 400 train / 200 bank / 200 test, 2 stages, K=4", "scale": "smoke"},
         default_seeds=1,
@@ -373,7 +392,8 @@ PRESETS = {
     "cpu": Experiment(
         preset="cpu",
         description=f"tinted Fashion-MNIST 15k, ConvNet 16-128, {CPU_STAGES} stages × {CPU_ARM['epochs']} epochs "
-        f"vs SimCLR {CPU_STAGES * CPU_ARM['epochs']} epochs, K=8, 3 seeds",
+        f"vs {CPU_STAGES} SimCLR encoders × {CPU_ARM['epochs']} epochs (and one SimCLR, "
+        f"{CPU_STAGES * CPU_ARM['epochs']} epochs), K=8, 3 seeds",
         claim=CLAIM,
         arms=_with_floors(_arms(CPU_ARM, CPU_STAGES)),
         comparisons=COMPARISONS,
@@ -386,7 +406,8 @@ PRESETS = {
             "contrast 0.4); SGD lr 0.3·B/256, wd 5e-4, 1 warmup epoch, cosine per stage; τ=0.1; batch 256 = "
             f"4 single-pseudo-label groups of 64; {CPU_STAGES} stages × {CPU_ARM['epochs']} epochs, K=8 (MiniBatch "
             f"K-means on normalised backbone features); SimCLR baseline {CPU_STAGES * CPU_ARM['epochs']} epochs; "
-            "bf16 CPU",
+            f"SimCLR ensemble: {CPU_STAGES} SimCLR encoders × {CPU_ARM['epochs']} epochs (seeds of MCL's stages), "
+            "features concatenated; bf16 CPU",
             "scale": "small (CPU)",
             "metric": "linear-probe top-1 (Adam, 100 epochs, standardised features) on the class and on the colour",
         },

@@ -8,8 +8,11 @@
 
 Each stage starts from a fresh initialisation (seeded by run seed and stage), as the official
 CLIP recipe starts every stage from the same pretrained weights. With one stage this is plain
-SimCLR. Each stage has its own run folder (``stage<s>/``) with the engine's checkpoint, the
-pseudo-labels it trained on and its cluster labels, so ``--resume`` continues mid-stage.
+SimCLR. With ``ensemble=True`` every stage trains on one pseudo-label (plain SimCLR negatives):
+the stages are then S independently seeded SimCLR encoders (seeds ``seed + 1000·s``), integrated
+the same way: the control that isolates MCL's feature-aware negatives from the concatenation.
+Each stage has its own run folder (``stage<s>/``) with the engine's checkpoint, the pseudo-labels
+it trained on and its cluster labels, so ``--resume`` continues mid-stage.
 """
 
 from __future__ import annotations
@@ -31,12 +34,16 @@ from shared.engine import DataSource, FitResult, TrainConfig, fit
 
 @dataclass(frozen=True)
 class StagePlan:
-    """How many stages, K, single-label groups per step, and which pseudo-label rule."""
+    """How many stages, K, single-label groups per step, and which pseudo-label rule.
+
+    ``ensemble``: no pseudo-labels at all (every stage is plain SimCLR); the SimCLR-ensemble control.
+    """
 
     num_stages: int = 3
     num_clusters: int = 8
     groups: int = 1
     official_label_bug: bool = False
+    ensemble: bool = False
 
     def __post_init__(self) -> None:
         if not (isinstance(self.num_stages, int) and self.num_stages >= 1):
@@ -47,11 +54,19 @@ class StagePlan:
             raise ValueError(f"groups must be a positive integer, got {self.groups!r}")
 
     def pseudo_labels(self, stage_clusters: list[torch.Tensor], n: int) -> torch.Tensor:
-        """The labels stage ``len(stage_clusters)`` trains on (stage 0: one label)."""
-        if not stage_clusters:
+        """The labels stage ``len(stage_clusters)`` trains on (stage 0, and every stage of an ensemble: one label)."""
+        if not stage_clusters or self.ensemble:
             return torch.zeros(n, dtype=torch.long)
         combine = official_pseudo_labels if self.official_label_bug else combine_pseudo_labels
         return combine(stage_clusters, self.num_clusters)
+
+
+def stage_seed(seed: int, stage: int) -> int:
+    """The seed of stage ``stage`` of paired seed ``seed`` (an ensemble member's too): ``seed + 1000·stage``.
+
+    Initialisation and data order of the stage; distinct for every (seed, stage) while seeds stay below 1000.
+    """
+    return seed + 1000 * stage
 
 
 @dataclass
@@ -105,7 +120,7 @@ def train_stages(
     ``make_source(pseudo_labels, batch_size, groups)`` is the stage's data source
     (:class:`methods.mcl.sampler.ClusterBatches` or ``LoaderClusterBatches``); ``encode(backbone)``
     gives the (N, d) training-set features to cluster. ``build_model(stage)`` returns a fresh
-    :class:`methods.mcl.model.StageSimCLR` (called after seeding with ``seed + 1000·stage``);
+    :class:`methods.mcl.model.StageSimCLR` (called after seeding with :func:`stage_seed`);
     ``train_config(stage)`` its engine config. ``key`` (the arm's configuration, JSON-able) and
     the stage's pseudo-labels identify a stage: a finished stage with the same identity under
     ``reuse_dir`` (another arm's run folder of this seed) is copied instead of retrained — the
@@ -122,7 +137,7 @@ def train_stages(
         ident = _stage_key(key, s, pseudo)
         reused = _maybe_reuse(reuse_dir, stage_dir, s, ident) if reuse_dir is not None else False
         _barrier()  # a copied stage is on disk before any rank resumes from it
-        torch.manual_seed(seed + 1000 * s)
+        torch.manual_seed(stage_seed(seed, s))
         model = build_model(s)
         source = make_source(pseudo, train_config(s).batch_size, plan.groups)
         fitted = fit(model, source, train_config(s), stage_dir, resume=resume or reused, desc=f"{desc} stage {s}")

@@ -1,23 +1,24 @@
 """MoCHi: Hard Negative Mixing for Contrastive Learning (Kalantidis et al., NeurIPS 2020).
 
-    >>> from methods.mochi import HardNegativeMixer, mochi_loss
-    >>> from shared.moco import MoCo
-    >>> model = MoCo(backbone, head, extra_negatives=HardNegativeMixer(n_hard=1024, s=512, s_prime=256))
+    >>> from methods.mochi import MoCHi, mochi_loss
+    >>> model = MoCHi(backbone, head, n_hard=1024, s=512, s_prime=256, queue_size=65536)
 
 See README.md for the equations, the setting and the deviations (no official code exists).
 """
 
-from methods.mochi.experiments import PRESETS, build_model, make_mixer
+from methods.mochi.experiments import PRESETS, build_model, mixing_options
 from methods.mochi.loss import mochi_logits, mochi_loss
 from methods.mochi.mixing import (
-    HardNegativeMixer,
     MixingDraws,
     hardest_negatives,
     mix_hard_pairs,
     mix_with_query,
     sample_draws,
     synthetic_negatives,
+    synthetic_similarities,
+    top_n,
 )
+from methods.mochi.model import MoCHi
 from shared.registry import PaperCard, Reported
 
 PAPER = PaperCard(
@@ -55,15 +56,17 @@ PAPER = PaperCard(
 __all__ = [
     "PAPER",
     "PRESETS",
-    "HardNegativeMixer",
     "MixingDraws",
+    "MoCHi",
     "build_model",
     "hardest_negatives",
-    "make_mixer",
     "mix_hard_pairs",
     "mix_with_query",
+    "mixing_options",
     "mochi_logits",
     "mochi_loss",
     "sample_draws",
     "synthetic_negatives",
+    "synthetic_similarities",
+    "top_n",
 ]

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from methods.mochi.mixing import HardNegativeMixer
+from methods.mochi.model import MoCHi
 from shared.augment import AugmentConfig, BatchedSimCLRAugment, eval_transform, simclr_transform, to_model_input
 from shared.backbones import build_backbone
 from shared.data.arrays import ImageArrays
@@ -35,8 +35,8 @@ def augment_config(cfg: dict[str, Any]) -> AugmentConfig:
     )
 
 
-def make_mixer(cfg: dict[str, Any], steps_per_epoch: int = 1) -> HardNegativeMixer | None:
-    """MoCHi(N, s, s′) from the arm's config, None for MoCo v2 (s = s′ = 0)."""
+def mixing_options(cfg: dict[str, Any], steps_per_epoch: int = 1) -> dict[str, Any] | None:
+    """MoCHi(N, s, s′)'s keyword arguments from the arm's config, None for MoCo v2 (s = s′ = 0)."""
     s, s_prime = cfg.get("s", 0), cfg.get("s_prime", 0)
     if s + s_prime == 0:
         return None
@@ -44,27 +44,26 @@ def make_mixer(cfg: dict[str, Any], steps_per_epoch: int = 1) -> HardNegativeMix
     if n_hard > cfg["queue_size"]:
         raise ValueError(f"n_hard (N={n_hard}) cannot exceed the queue size K={cfg['queue_size']}")
     warmup = round(cfg.get("mix_warmup_epochs", 0) * steps_per_epoch)
-    return HardNegativeMixer(n_hard, s, s_prime, cfg.get("beta_max", 0.5), warmup)
+    return dict(n_hard=n_hard, s=s, s_prime=s_prime, beta_max=cfg.get("beta_max", 0.5), warmup_steps=warmup)
 
 
 def build_model(cfg: dict[str, Any], steps_per_epoch: int = 1) -> MoCo:
-    """MoCo v2 (backbone → 2-layer MLP head without BN → 128-d) with MoCHi's mixer when s + s′ > 0."""
+    """MoCo v2 (backbone → 2-layer MLP head without BN → 128-d); :class:`MoCHi` when s + s′ > 0."""
     if "batch_size" in cfg and cfg["queue_size"] % cfg["batch_size"]:
         raise ValueError(f"queue_size {cfg['queue_size']} must be a multiple of batch_size {cfg['batch_size']}")
     backbone = build_backbone(cfg["backbone"], cfg["channels"], cfg.get("widths"))
     head = mlp_head(backbone.out_dim, backbone.out_dim, cfg["head_out"], num_layers=2, batch_norm=False)
     augment = BatchedSimCLRAugment(augment_config(cfg)) if cfg.get("batched_augment", True) else None
-    return MoCo(
-        backbone,
-        head,
+    moco = dict(
         temperature=cfg["temperature"],
         queue_size=cfg["queue_size"],
         momentum=cfg["momentum"],
         augment=augment,
         channels_last=cfg.get("channels_last", False),
         bn_splits=cfg.get("bn_splits", 1),
-        extra_negatives=make_mixer(cfg, steps_per_epoch),
     )
+    mixing = mixing_options(cfg, steps_per_epoch)
+    return MoCo(backbone, head, **moco) if mixing is None else MoCHi(backbone, head, **mixing, **moco)
 
 
 def train_config(cfg: dict[str, Any], seed: int, epochs: int | None, progress: bool) -> TrainConfig:

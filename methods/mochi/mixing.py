@@ -12,6 +12,14 @@ Type-2 mixtures are harder than their negative before normalisation:
 q·h̃′ = β + (1 − β) q·n ≥ q·n because q·n ≤ 1. All synthetic vectors are computed without
 gradient (the query inside type 2 included). Indices i, j are drawn independently and
 uniformly from Q̃_N (i = j is allowed; the paper does not exclude it).
+
+The loss needs only the similarities q·h, not the vectors: for h̃ = a u + (1 − a) v,
+
+    q·h = (a q·u + (1 − a) q·v) / ‖h̃‖,   ‖h̃‖² = a²‖u‖² + (1 − a)²‖v‖² + 2a(1 − a) u·v
+
+where q·n is an entry of the logits' q·Q, so :func:`synthetic_similarities` reads them from
+there and only computes the dots n_i·n_j of type 1 (type 2 needs no d-dimensional work:
+q·q and q·n_j are known). :func:`synthetic_negatives` builds the vectors themselves.
 """
 
 from __future__ import annotations
@@ -20,7 +28,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 
 @dataclass(frozen=True)
@@ -70,19 +77,26 @@ def sample_draws(
     return MixingDraws(positions(s), positions(s), uniform(s), positions(s_prime), beta_max * uniform(s_prime))
 
 
-@torch.no_grad()
-def hardest_negatives(q: torch.Tensor, queue: torch.Tensor, n_hard: int) -> torch.Tensor:
-    """Queue indices (B, N) of ``topk(q·Q, N)`` per query, in order of decreasing similarity.
+def top_n(sims: torch.Tensor, n_hard: int) -> torch.Tensor:
+    """Indices (B, N) of the N largest entries of each row of ``sims`` = q·Q, in decreasing order.
 
     ``torch.topk`` selects the N largest of each row without sorting the whole queue.
     """
+    if n_hard > sims.shape[1]:
+        raise ValueError(f"n_hard (N={n_hard}) cannot exceed the queue size K={sims.shape[1]}")
+    return sims.detach().topk(n_hard, dim=1, sorted=True).indices
+
+
+@torch.no_grad()
+def hardest_negatives(q: torch.Tensor, queue: torch.Tensor, n_hard: int) -> torch.Tensor:
+    """Queue indices (B, N) of ``topk(q·Q, N)`` per query, in order of decreasing similarity."""
     if q.ndim != 2 or queue.ndim != 2 or q.shape[1] != queue.shape[1]:
         raise ValueError(f"q (B, d) and queue (K, d) must share d, got {tuple(q.shape)} and {tuple(queue.shape)}")
     if n_hard > queue.shape[0]:
         raise ValueError(f"n_hard (N={n_hard}) cannot exceed the queue size K={queue.shape[0]}")
     with torch.autocast(device_type=q.device.type, enabled=False):
         sims = q @ queue.T.to(q.dtype)
-    return sims.topk(n_hard, dim=1, sorted=True).indices
+    return top_n(sims, n_hard)
 
 
 def _pick(queue: torch.Tensor, hard_index: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -136,36 +150,47 @@ def synthetic_negatives(
     return torch.cat([mix_hard_pairs(queue, hard_index, draws), mix_with_query(q, queue, hard_index, draws)], dim=1)
 
 
-class HardNegativeMixer(nn.Module):
-    """MoCHi(N, s, s′) as MoCo's ``extra_negatives`` hook: ``mixer(q, queue, step) -> (B, s+s′, d) | None``.
+def synthetic_similarities(
+    q: torch.Tensor, sims: torch.Tensor, queue: torch.Tensor, hard_index: torch.Tensor, draws: MixingDraws
+) -> torch.Tensor:
+    """[q·h_1 … q·h_s, q·h′_1 … q·h′_s′], (B, s + s′), without building the mixtures (module docs).
 
     Args:
-        n_hard: N, the size of the hard set per query (N ≤ K).
-        s: number of type-1 mixtures (pairs of hard negatives).
-        s_prime: number of type-2 mixtures (query with a hard negative).
-        beta_max: upper end of β's uniform range (paper: 0.5).
-        warmup_steps: no mixing before this many training steps (the queue first fills
-            with real keys); 0 mixes from the first step.
+        q: (B, d) normalised queries, with or without gradient.
+        sims: (B, K) ``q @ queue.T`` of the same q (the logits' similarities), with or without gradient.
+        queue: (K, d) normalised queue, a constant.
+        hard_index: (B, N) queue indices of the hard set (:func:`top_n` of ``sims``).
+        draws: this step's positions and coefficients.
 
-    Example:
-        >>> mixer = HardNegativeMixer(n_hard=256, s=64, s_prime=64)
-        >>> extra = mixer(F.normalize(torch.randn(8, 128), dim=1), F.normalize(torch.randn(4096, 128), dim=1), 0)
-        >>> extra.shape
-        torch.Size([8, 128, 128])
+    The values are those of :func:`synthetic_negatives`' unit vectors dotted with q (equal in exact
+    arithmetic; float rounding differs). The norms ‖h̃‖ and the type-2 query are constants, so the
+    gradient w.r.t. q is h (through ``sims`` and q·q̂), as for a detached vector h; ‖h̃‖ is clamped at
+    1e-12 as ``F.normalize`` does.
     """
+    s, s_prime = draws.i1.shape[1], draws.j2.shape[1]
+    rows = hard_index.gather(1, torch.cat([draws.i1, draws.j1, draws.j2], dim=1))  # (B, 2s + s′) queue indices
+    near = sims.gather(1, rows)  # q·n of every drawn negative
+    q_ni, q_nj, q_n2 = near.split([s, s, s_prime], dim=1)
+    alpha, beta = draws.alpha.to(sims.dtype), draws.beta.to(sims.dtype)
+    with torch.no_grad():
+        queue = queue.to(sims.dtype)
+        sq = (queue * queue).sum(dim=1)[rows]  # ‖n‖² of every drawn negative
+        sq_i, sq_j, sq_2 = sq.split([s, s, s_prime], dim=1)
+        flat = rows[:, : 2 * s].flatten()
+        n_i, n_j = queue.index_select(0, flat).view(len(q), 2 * s, queue.shape[1]).split([s, s], dim=1)
+        dot_ij = torch.linalg.vecdot(n_i, n_j)  # (B, s)
+        q_const = q.detach().to(sims.dtype)
+        sq_q = (q_const * q_const).sum(dim=1, keepdim=True)
+        norm_1 = _mixture_norm(alpha, sq_i, sq_j, dot_ij)
+        norm_2 = _mixture_norm(beta, sq_q, sq_2, q_n2.detach())
+    q_self = (q.to(sims.dtype) * q_const).sum(dim=1, keepdim=True)  # q·q̂ (gradient q̂)
+    type_1 = (alpha * q_ni + (1 - alpha) * q_nj) / norm_1
+    type_2 = (beta * q_self + (1 - beta) * q_n2) / norm_2
+    return torch.cat([type_1, type_2], dim=1)
 
-    def __init__(self, n_hard: int, s: int, s_prime: int, beta_max: float = 0.5, warmup_steps: int = 0) -> None:
-        super().__init__()
-        check_mixing(n_hard, s, s_prime, beta_max)
-        if not (isinstance(warmup_steps, int) and warmup_steps >= 0):
-            raise ValueError(f"warmup_steps must be a non-negative integer, got {warmup_steps!r}")
-        self.n_hard, self.s, self.s_prime, self.beta_max = n_hard, s, s_prime, float(beta_max)
-        self.warmup_steps = warmup_steps
 
-    def forward(self, q: torch.Tensor, queue: torch.Tensor, step: int) -> torch.Tensor | None:
-        if step < self.warmup_steps:
-            return None
-        return synthetic_negatives(q, queue, self.n_hard, self.s, self.s_prime, self.beta_max)
-
-    def extra_repr(self) -> str:
-        return f"N={self.n_hard}, s={self.s}, s'={self.s_prime}, beta_max={self.beta_max}, warmup={self.warmup_steps}"
+def _mixture_norm(a: torch.Tensor, sq_u: torch.Tensor, sq_v: torch.Tensor, dot_uv: torch.Tensor) -> torch.Tensor:
+    """‖a u + (1 − a) v‖ from ‖u‖², ‖v‖², u·v, clamped at 1e-12 like ``F.normalize``."""
+    b = 1 - a
+    sq = a * a * sq_u + b * b * sq_v + 2 * a * b * dot_uv
+    return sq.clamp_min(0).sqrt().clamp_min(1e-12)

@@ -2,7 +2,7 @@
 
     vocabularies V_l (snapshot, before this step's update)
     student:  s(x̃) = avgpool(f_S(x̃)) for every crop x̃ (one backbone pass per crop type)
-              logits_l(x̃) = κ · s(x̃)ᵀ W_l,   W_l = generator_l(V_l)
+              logits_l(x̃) = κ · s(x̃)ᵀ W_l,   W_l = generator_l(V_l) (generated once per step)
     teacher:  maps t_l = f_T(x)_l of the full image x at the BoW levels (no gradient)
               y_l = BoW(t_l; V_l), then V_l ← FIFO(V_l, one local feature per image)
     loss:     Σ_crop types mean_l KL(y_l ‖ softmax(logits_l))
@@ -151,7 +151,9 @@ class OBoW(nn.Module):
         if not types:
             raise ValueError("the student needs at least one crop type")
         vocabularies = [e.vocabulary() for e in self.extractors]  # before this step's update
-        logits = [self.predictor(self.backbone(self._cl(torch.cat(crops))), vocabularies) for crops in types]
+        weights = self.predictor.weights(vocabularies)  # once per step, for every crop type (official)
+        # rows crop-major: row v·B + b of a crop type is its crop v of image b (what bow_kl pairs with target b)
+        logits = [self.predictor.logits(self.backbone(self._cl(torch.cat(crops))), weights) for crops in types]
         with torch.no_grad():
             maps = level_maps(self.teacher, self._cl(x), self.levels)
             targets = [e(m) for e, m in zip(self.extractors, maps, strict=True)]

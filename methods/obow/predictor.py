@@ -10,7 +10,8 @@ average-pooled feature s(x̃) ∈ R^C of a perturbed crop x̃:
 The generated weights are unit vectors (the authors: normalising them matters, as word
 frequencies are unbalanced); s(x̃) is *not* normalised (normalising it cost a little), so the
 head is a cosine classifier only on the weight side, with scale κ (5 for ResNet-18, 8 for
-ResNet-50). The BatchNorm of the generator sees the K words as its batch.
+ResNet-50). The BatchNorm of the generator sees the K words as its batch. The generator runs
+once per training step, whatever the number of crop types (official ``BoWPredictor.forward``).
 """
 
 from __future__ import annotations
@@ -76,15 +77,26 @@ class BoWPredictor(nn.Module):
             raise ValueError(f"expected {len(self.generators)} vocabularies, got {len(vocabularies)}")
         return [gen(v.detach()) for gen, v in zip(self.generators, vocabularies, strict=True)]
 
-    def forward(self, features: torch.Tensor, vocabularies: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """``κ · s wᵀ`` per level, (N, K_l) in at least float32, for features (N, C)."""
+    def logits(self, features: torch.Tensor, weights: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """``κ · s wᵀ`` per level, (N, K_l) in at least float32, for features (N, C) and generated ``weights``.
+
+        The training step generates the weights once (:meth:`weights`) and scores every crop type
+        with them, as the official ``BoWPredictor.forward`` does for its list of features.
+        """
         if features.ndim != 2 or features.shape[1] != self.feature_dim:
             raise ValueError(f"features must be (N, {self.feature_dim}), got {tuple(features.shape)}")
-        weights = self.weights(vocabularies)
+        if len(weights) != len(self.generators):
+            raise ValueError(f"expected {len(self.generators)} weight matrices, got {len(weights)}")
         dtype = torch.float64 if features.dtype == torch.float64 else torch.float32
         with torch.autocast(features.device.type, enabled=False):
             s = features.to(dtype)
             return [self.kappa * (s @ w.to(dtype).T) for w in weights]
+
+    def forward(self, features: torch.Tensor, vocabularies: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """:meth:`logits` of ``features`` with weights generated from ``vocabularies`` (one generator pass)."""
+        if features.ndim != 2 or features.shape[1] != self.feature_dim:
+            raise ValueError(f"features must be (N, {self.feature_dim}), got {tuple(features.shape)}")
+        return self.logits(features, self.weights(vocabularies))
 
     def extra_repr(self) -> str:
         return f"kappa={self.kappa}"

@@ -47,10 +47,17 @@ _PROCESS_START = time.time()
 READOUT_KEYS = ("readout", "share_with")  # arm keys that do not change training
 
 
+def arm_head(cfg: dict[str, Any], in_dim: int) -> nn.Module:
+    """The arm's head: ``head_hidden`` / ``head_out`` size the MLP head; ``kappa`` the re-weighting head."""
+    if cfg["head"] == "mlp":
+        return build_head("mlp", in_dim, cfg["head_hidden"], cfg["head_out"])
+    return build_head(cfg["head"], in_dim, kappa=cfg.get("kappa", 1.05))
+
+
 def build_model(cfg: dict[str, Any]) -> TwoViewContrastive:
     """SimCLR: backbone → the arm's head (mlp / reweight / none) → InfoNCE(τ) on two views."""
     backbone = build_backbone(cfg["backbone"], cfg["channels"], cfg.get("widths"))
-    head = build_head(cfg["head"], backbone.out_dim, cfg["head_hidden"], cfg["head_out"], cfg.get("kappa", 1.05))
+    head = arm_head(cfg, backbone.out_dim)
     augment = BatchedSimCLRAugment(AugmentConfig.from_arm(cfg)) if cfg.get("batched_augment", True) else None
     loss = InfoNCELoss(cfg["temperature"])
     return TwoViewContrastive(backbone, head, loss, augment, channels_last=cfg.get("channels_last", False))

@@ -60,11 +60,22 @@ class ReweightHead(nn.Module):
         return f"dim={self.dim}, kappa={self.kappa}"
 
 
-def build_head(name: str, in_dim: int, hidden: int = 256, out: int = 128, kappa: float = 1.05) -> nn.Module:
-    """``mlp``: SimCLR's Linear–BN–ReLU–Linear (in → hidden → out); ``reweight``: the fixed
-    diagonal head (out = in); ``none``: identity (the loss sees the encoder output)."""
+def build_head(
+    name: str, in_dim: int, hidden: int | None = None, out: int | None = None, kappa: float = 1.05
+) -> nn.Module:
+    """``mlp``: SimCLR's Linear–BN–ReLU–Linear (in → hidden → out, default 256 → 128); ``reweight``: the
+    fixed diagonal head (out = in); ``none``: identity (the loss sees the encoder output).
+
+    ``hidden`` and ``out`` size the MLP only: the other heads keep the encoder's dimension, so giving them
+    is a ``ValueError`` rather than a silently ignored setting.
+    """
     if name == "mlp":
-        return mlp_head(in_dim, hidden, out, num_layers=2)
+        return mlp_head(in_dim, 256 if hidden is None else hidden, 128 if out is None else out, num_layers=2)
+    if name in ("reweight", "none") and (hidden is not None or out is not None):
+        raise ValueError(
+            f"the {name!r} head keeps the encoder's dimension ({in_dim}); hidden and out size the 'mlp' head only, "
+            f"got hidden={hidden}, out={out}"
+        )
     if name == "reweight":
         return ReweightHead(in_dim, kappa)
     if name == "none":

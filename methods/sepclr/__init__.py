@@ -7,7 +7,7 @@
 See README.md for the equations, the setting and the deviations from the official code.
 """
 
-from methods.sepclr.data import ContrastiveSet, cifar_mnist_from_arrays, fashion_digits, sklearn_digits
+from methods.sepclr.data import ContrastiveSet, GroupBatches, cifar_mnist_from_arrays, fashion_digits, sklearn_digits
 from methods.sepclr.experiments import PRESETS, build_model, probe_analysis
 from methods.sepclr.loss import (
     SepCLRLoss,
@@ -21,7 +21,7 @@ from methods.sepclr.loss import (
     salient_loss,
     sepclr_terms,
 )
-from methods.sepclr.model import SepCLR, SplitSimCLR
+from methods.sepclr.model import GroupSimCLR, SepCLR, SplitSimCLR
 from shared.registry import PaperCard, Reported
 
 PAPER = PaperCard(
@@ -54,6 +54,8 @@ __all__ = [
     "PAPER",
     "PRESETS",
     "ContrastiveSet",
+    "GroupBatches",
+    "GroupSimCLR",
     "SepCLR",
     "SepCLRLoss",
     "SplitSimCLR",

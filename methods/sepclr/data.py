@@ -14,6 +14,7 @@ Training targets draw their digits from the first 1300 digit images, test target
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -62,6 +63,42 @@ class ContrastiveSet:
 
     def head(self, n: int) -> ContrastiveSet:
         return ContrastiveSet(self.images[:n], self.group[:n], self.common[:n], self.salient[:n])
+
+
+class GroupBatches:
+    """Batches of half background, half target images (the two-SimCLR baseline's data source).
+
+    A step of global batch B holds B/2 background images, then B/2 target images, each group shuffled
+    per epoch by its own (seed, epoch) permutation; an epoch has min(|bg|, |tgt|) // (B/2) steps (at the
+    presets' equal group sizes: as many as SepCLR's B-image steps over both groups), every image at most
+    once. With W processes each rank takes 1/W of each half, so the union over ranks is the step.
+    """
+
+    def __init__(self, data: ContrastiveSet, batch_size: int) -> None:
+        if batch_size % 2:
+            raise ValueError(f"batch_size must be even (half background, half target), got {batch_size}")
+        self.half = batch_size // 2
+        self.groups = (data.backgrounds().images, data.targets().images)
+        smallest = min(len(g) for g in self.groups)
+        if self.half > smallest:
+            raise ValueError(f"half the batch ({self.half}) exceeds the smaller group ({smallest} images)")
+
+    def steps_per_epoch(self, world_size: int) -> int:
+        return min(len(g) for g in self.groups) // self.half
+
+    def epoch(self, epoch: int, seed: int, rank: int, world_size: int, skip: int = 0) -> Iterator[dict]:
+        if self.half % world_size:
+            raise ValueError(f"half the batch ({self.half}) is not divisible by {world_size} processes")
+        local = self.half // world_size
+        perms = [
+            torch.randperm(len(g), generator=torch.Generator().manual_seed(seed * 100_003 + epoch * 2 + flag))
+            for flag, g in enumerate(self.groups)
+        ]
+        for step in range(skip, self.steps_per_epoch(world_size)):
+            lo = step * self.half + rank * local
+            parts = [g[p[lo : lo + local]] for g, p in zip(self.groups, perms, strict=True)]
+            labels = torch.cat([torch.zeros(local, dtype=torch.long), torch.ones(local, dtype=torch.long)])
+            yield {"images": torch.cat(parts), "labels": labels}
 
 
 def blend(background: torch.Tensor, digits: torch.Tensor | None) -> torch.Tensor:

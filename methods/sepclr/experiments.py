@@ -3,6 +3,8 @@
 Claims tested (spec, relative): (i) the salient space predicts the salient factor (digit) and not
 the common one, the common space the common factor and not the digit; (ii) removing L_JEM
 increases leakage; (iii) SepCLR beats a single-encoder SimCLR whose representation is split in half.
+The headline baseline is fairer than (iii)'s: two SimCLR encoders, the common one trained on the
+background images, the salient one on the target images (``simclr_bg_tgt``).
 Every arm is evaluated by the official protocol: linear probes on the representations of the
 *target* images, each space (common, salient) on each label (common class, digit): a 2×2 matrix.
 """
@@ -15,9 +17,9 @@ from typing import Any
 
 import torch
 
-from methods.sepclr.data import ContrastiveSet, cifar_mnist, fashion_digits
+from methods.sepclr.data import ContrastiveSet, GroupBatches, cifar_mnist, fashion_digits
 from methods.sepclr.loss import SepCLRLoss
-from methods.sepclr.model import SepCLR, SplitSimCLR
+from methods.sepclr.model import GroupSimCLR, SepCLR, SplitSimCLR
 from shared.augment import AugmentConfig, BatchedSimCLRAugment, to_model_input
 from shared.backbones import build_backbone
 from shared.engine import InMemoryBatches, TrainConfig, fit
@@ -25,13 +27,14 @@ from shared.experiment import ArmResult, ArmRun, Comparison, Experiment, untrain
 from shared.losses import InfoNCELoss
 from shared.results import mean_std
 
-METHODS = ("sepclr", "simclr_split")
+METHODS = ("sepclr", "simclr_split", "simclr_bg_tgt")
 SPACES = ("c", "s")
 PROBES = ("c_on_common", "c_on_salient", "s_on_common", "s_on_salient")
 
 
-def build_model(cfg: dict[str, Any]) -> SepCLR | SplitSimCLR:
-    """The arm's model: ``method`` = ``sepclr`` (two encoders) or ``simclr_split`` (one encoder)."""
+def build_model(cfg: dict[str, Any]) -> SepCLR | SplitSimCLR | GroupSimCLR:
+    """The arm's model: ``method`` = ``sepclr`` (two encoders), ``simclr_split`` (one encoder) or
+    ``simclr_bg_tgt`` (two SimCLR encoders, one per group)."""
     method = cfg["method"]
 
     def backbone() -> torch.nn.Module:
@@ -49,6 +52,15 @@ def build_model(cfg: dict[str, Any]) -> SepCLR | SplitSimCLR:
         return SplitSimCLR(
             backbone(), InfoNCELoss(cfg["tau"]), **dims, augment=augment, channels_last=cfg.get("channels_last", False)
         )
+    if method == "simclr_bg_tgt":
+        return GroupSimCLR(
+            backbone(),
+            backbone(),
+            InfoNCELoss(cfg["tau"]),
+            **dims,
+            augment=augment,
+            channels_last=cfg.get("channels_last", False),
+        )
     raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
 
 
@@ -63,7 +75,7 @@ def load_sets(cfg: dict[str, Any], data_dir: str | None) -> tuple[ContrastiveSet
 
 @torch.no_grad()
 def space_features(
-    model: SepCLR | SplitSimCLR, images: torch.Tensor, cfg: dict[str, Any], batch_size: int = 1024
+    model: SepCLR | SplitSimCLR | GroupSimCLR, images: torch.Tensor, cfg: dict[str, Any], batch_size: int = 1024
 ) -> dict[str, torch.Tensor]:
     """``{"c", "s"}`` representations (float32, CPU) of uint8 images, model in eval mode; plus the
     salient-head norms ``"s_head_norm"`` for SepCLR."""
@@ -147,9 +159,13 @@ def train_arm(run: ArmRun) -> ArmResult:
     torch.manual_seed(run.seed)  # paired seeds: the same initialisation for the arms of a seed
     model = build_model(cfg)
     tc = train_config(cfg, run.seed, run.epochs, run.progress)
+    if cfg["method"] == "simclr_bg_tgt":  # each encoder sees its own group: half a batch of each per step
+        source = GroupBatches(train, tc.batch_size)
+    else:
+        source = InMemoryBatches(train.training_arrays(), tc.batch_size)
     result = fit(
         model,
-        InMemoryBatches(train.training_arrays(), tc.batch_size),
+        source,
         tc,
         run.run_dir,
         resume=run.resume,
@@ -292,11 +308,13 @@ PAPER_ARM = dict(
 
 
 def arms(base: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """SepCLR, SepCLR without L_JEM (λ = 0), and the single-encoder SimCLR split in half."""
+    """SepCLR, SepCLR without L_JEM (λ = 0), the single-encoder SimCLR split in half, and two SimCLR encoders
+    trained on one group each (background → common, target → salient)."""
     return {
         "sepclr": {**base, "method": "sepclr"},
         "sepclr_no_jem": {**base, "method": "sepclr", "jem_lambda": 0.0},
         "simclr_split": {**base, "method": "simclr_split"},
+        "simclr_bg_tgt": {**base, "method": "simclr_bg_tgt"},
     }
 
 
@@ -306,27 +324,41 @@ def arms_with_floor(base: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {"untrained": untrained_arm(trained["simclr_split"]), **trained}
 
 
-# the claim: the salient space predicts the digit better than SimCLR's "salient" half, with less
-# leakage both ways (salient → clothing and common → digit): three headline parts
+# The claim's two parts against the fair baseline (a salient encoder of its own, trained on the targets; a common
+# encoder trained on the background): the salient space predicts the digit better, and the common space leaks less
+# of it. The comparisons with the SimCLR split in half (spec claim iii) and without L_JEM (claim ii) are secondary.
 COMPARISONS = [
     Comparison(
-        "salient space → digit: SepCLR vs SimCLR split", "simclr_split", "sepclr", "s_on_salient", headline=True
-    ),
-    Comparison(
-        "salient space → clothing (leakage): SepCLR vs SimCLR split",
-        "simclr_split",
+        "salient space → digit: SepCLR vs SimCLR background/target encoders",
+        "simclr_bg_tgt",
         "sepclr",
-        "s_on_common",
-        "less",
+        "s_on_salient",
         headline=True,
     ),
     Comparison(
-        "common space → digit (leakage): SepCLR vs SimCLR split",
-        "simclr_split",
+        "common space → digit (leakage): SepCLR vs SimCLR background/target encoders",
+        "simclr_bg_tgt",
         "sepclr",
         "c_on_salient",
         "less",
         headline=True,
+    ),
+    Comparison(
+        "salient space → clothing (leakage): SepCLR vs SimCLR background/target encoders",
+        "simclr_bg_tgt",
+        "sepclr",
+        "s_on_common",
+        "less",
+    ),
+    Comparison(
+        "common space → clothing: SepCLR vs SimCLR background/target encoders", "simclr_bg_tgt", "sepclr", "c_on_common"
+    ),
+    Comparison("salient space → digit: SepCLR vs SimCLR split", "simclr_split", "sepclr", "s_on_salient"),
+    Comparison(
+        "salient space → clothing (leakage): SepCLR vs SimCLR split", "simclr_split", "sepclr", "s_on_common", "less"
+    ),
+    Comparison(
+        "common space → digit (leakage): SepCLR vs SimCLR split", "simclr_split", "sepclr", "c_on_salient", "less"
     ),
     Comparison("common space → digit (leakage): SepCLR vs no L_JEM", "sepclr_no_jem", "sepclr", "c_on_salient", "less"),
     Comparison(
@@ -337,7 +369,8 @@ COMPARISONS = [
 
 CLAIM = (
     "SepCLR separates the salient factor (digit, target-only) from the common one (clothing): its salient "
-    "space predicts the digit better than half of a SimCLR representation, with less leakage."
+    "space predicts the digit better than a SimCLR encoder trained on the target images, and its common space "
+    "leaks less of the digit than a SimCLR encoder trained on the background images."
 )
 
 PRESETS = {
@@ -368,9 +401,12 @@ PRESETS = {
             "(0.5·image), second half target (0.5·image + 0.5·sklearn digit, 20 px on 28 px); test 4000 "
             "(2000 targets, held-out digit hand-writing). Two ConvNets (16-32-64-128) → 16-d representations "
             "→ 128-hidden projectors; Adam lr 1e-3 constant, batch 256, 10 epochs; τ=0.5, β_S=β_reg=1000, λ=10; "
+            "baselines: one SimCLR encoder split in half, and two SimCLR encoders (τ=0.5), common on background, "
+            "salient on target images, 128 of each per step; "
             "official augmentation (crop 0.2-1, flip, jitter 0.5 p 0.8); bf16 CPU",
             "scale": "small (CPU)",
-            "metric": "linear-probe top-1 (Adam on standardised features) of each space's representation on "
+            "metric": "linear-probe top-1 (multinomial logistic regression, scikit-learn L-BFGS, C=1, on "
+            "standardised features) of each space's representation on "
             "each label, trained on 5000 training targets, tested on the 2000 test targets; chance 0.1",
         },
         eval_metric="s_on_salient",

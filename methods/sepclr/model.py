@@ -1,4 +1,5 @@
-"""SepCLR's two-encoder model and the single-encoder SimCLR baseline split in half.
+"""SepCLR's two-encoder model and two baselines: one SimCLR encoder split in half, and two SimCLR
+encoders trained on one group each (background → common space, target → salient space).
 
 SepCLR (official ``cifar_mnist/architectures.py``): two separate encoders, common ``f_C`` and
 salient ``f_S``; each is a backbone followed by a linear layer to its representation
@@ -120,3 +121,58 @@ class SplitSimCLR(_Views):
         z = self.projector(self.encoder(self.two_views(batch)))
         z1, z2 = z.chunk(2)
         return {"loss": self.loss(z1, z2)}
+
+
+class GroupSimCLR(_Views):
+    """The contrastive-analysis baseline with a space per encoder: two SimCLR encoders, each trained on one group.
+
+    The common encoder f_C (→ d_C) is trained with InfoNCE on the **background** images only (they carry
+    the common factors and nothing else), the salient encoder f_S (→ d_S) with InfoNCE on the **target**
+    images only; each has its own projector d → ``head_hidden`` → BN → ReLU → d, as SepCLR's. The two
+    never share a parameter, an image or a gradient, so the loss
+
+        L = InfoNCE(g_C(f_C(bg view 1)), g_C(f_C(bg view 2))) + InfoNCE(g_S(f_S(tgt view 1)), g_S(f_S(tgt view 2)))
+
+    is two independent SimCLR runs stepped together. ``representations`` reads (f_C(x), f_S(x)), the
+    same probes as SepCLR's. Nothing pushes the salient encoder to ignore the common factors: that is
+    what SepCLR adds.
+    """
+
+    def __init__(
+        self,
+        common_backbone: nn.Module,
+        salient_backbone: nn.Module,
+        loss: InfoNCELoss,
+        common_dim: int = 32,
+        salient_dim: int = 32,
+        head_hidden: int = 128,
+        augment: BatchedSimCLRAugment | None = None,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__(augment, channels_last)
+        self.common_encoder = linear_encoder(common_backbone, common_dim)
+        self.salient_encoder = linear_encoder(salient_backbone, salient_dim)
+        self.common_projector = mlp_head(common_dim, head_hidden, common_dim, num_layers=2)
+        self.salient_projector = mlp_head(salient_dim, head_hidden, salient_dim, num_layers=2)
+        self.loss = loss
+        self.common_dim, self.salient_dim = common_dim, salient_dim
+
+    def representations(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.common_encoder(x), self.salient_encoder(x)
+
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        if "labels" not in batch:
+            raise ValueError("GroupSimCLR needs batch['labels']: 0 for background, 1 for target samples")
+        group = batch["labels"]
+        x = self.two_views(batch)
+        out = {}
+        for name, flag, encoder, projector in (
+            ("common", 0, self.common_encoder, self.common_projector),
+            ("salient", 1, self.salient_encoder, self.salient_projector),
+        ):
+            rows = group == flag
+            if int(rows.sum()) < 2:
+                raise ValueError(f"GroupSimCLR needs at least 2 {('background', 'target')[flag]} samples per batch")
+            z1, z2 = projector(encoder(x[torch.cat([rows, rows])])).chunk(2)
+            out[name] = self.loss(z1, z2)
+        return {"loss": out["common"] + out["salient"], **{k: v.detach() for k, v in out.items()}}

@@ -39,17 +39,36 @@ from shared.heads import mlp_head
 from shared.losses import InfoNCELoss
 
 METHODS = ("supremix", "supcon", "simclr", "l1")
-SUPREMIX_KEYS = ("window", "neg_beta", "use_weight", "distance", "official_positive_count", "official_l2_inv")
+SUPREMIX_KEYS = (
+    "window",
+    "neg_beta",
+    "use_weight",
+    "distance",
+    "official_positive_count",
+    "official_l2_inv",
+    "mix_pos",
+    "mix_neg",
+)
 
 
 def make_loss(cfg: dict[str, Any]) -> nn.Module:
-    """The arm's contrastive loss: ``supremix``, ``supcon`` (exact-label positives) or ``simclr`` (InfoNCE)."""
+    """The arm's contrastive loss: ``supremix``, ``supcon`` (exact-label positives) or ``simclr`` (InfoNCE).
+
+    ``supremix`` reads ``mix_pos`` / ``mix_neg`` (ablations: one kind of mixture only); ``supcon`` reads
+    ``use_weight`` (default False; True: the official script's weighted SupCon baseline, ``distance`` weights).
+    """
     name, tau = cfg["method"], cfg["temperature"]
     if name == "supremix":
         extra = {k: (tuple(cfg[k]) if k == "neg_beta" else cfg[k]) for k in SUPREMIX_KEYS if k in cfg}
         return SupReMixLoss(temperature=tau, base_temperature=cfg.get("base_temperature", tau), **extra)
     if name == "supcon":
-        return SupConRegressionLoss(tau, cfg.get("base_temperature", tau))
+        return SupConRegressionLoss(
+            tau,
+            cfg.get("base_temperature", tau),
+            official_positive_count=cfg.get("official_positive_count", False),
+            use_weight=cfg.get("use_weight", False),
+            distance=cfg.get("distance", "L1_inv"),
+        )
     if name == "simclr":
         return InfoNCELoss(tau)
     raise ValueError(f"unknown contrastive method {name!r}; choose from {METHODS[:3]}")
@@ -320,6 +339,43 @@ def _arms(per_data: dict[str, dict]) -> dict[str, dict]:
     return {f"{d}_{m}": {**cfg, "method": m} for d, cfg in per_data.items() for m in METHODS}
 
 
+# Rotated F-MNIST only (cpu): the official script's SupCon baseline, which is weighted (``--use_weight`` defaults
+# to True and ``type=bool`` cannot turn it off), and SupReMix with one kind of mixture (ablations). Each differs
+# from its reference arm (``supcon`` / ``supremix``) in the keys given here only.
+EXTRA_ARMS = {
+    "supcon_weighted": {"method": "supcon", "use_weight": True},
+    "supremix_pos": {"method": "supremix", "mix_neg": False},
+    "supremix_neg": {"method": "supremix", "mix_pos": False},
+}
+
+
+def _extra_arms(image_cfg: dict) -> dict[str, dict]:
+    return {f"fmnist_{name}": {**image_cfg, **delta} for name, delta in EXTRA_ARMS.items()}
+
+
+def _extra_comparisons() -> list[Comparison]:
+    """Secondary: SupReMix against the official (weighted) SupCon baseline, and the mixture ablations."""
+    name = "rotated F-MNIST"
+
+    def mae(label: str, base: str, method: str) -> Comparison:
+        return Comparison(f"{label} (MAE), {name}", f"fmnist_{base}", f"fmnist_{method}", "mae", "less")
+
+    return [
+        mae("SupReMix vs weighted SupCon (official baseline)", "supcon_weighted", "supremix"),
+        Comparison(
+            f"SupReMix vs weighted SupCon (ordinality), {name}",
+            "fmnist_supcon_weighted",
+            "fmnist_supremix",
+            "spearman",
+        ),
+        mae("weighted SupCon vs SupCon (the weights alone)", "supcon", "supcon_weighted"),
+        mae("mix_pos only vs weighted SupCon (positive mixtures alone)", "supcon_weighted", "supremix_pos"),
+        mae("mix_neg only vs weighted SupCon (negative mixtures alone)", "supcon_weighted", "supremix_neg"),
+        mae("SupReMix vs mix_pos only (adding negative mixtures)", "supremix_pos", "supremix"),
+        mae("SupReMix vs mix_neg only (adding positive mixtures)", "supremix_neg", "supremix"),
+    ]
+
+
 def _comparisons(headline_baseline: str) -> list[Comparison]:
     """Headline first: SupReMix vs the strongest baseline on the image set; then every other contrast."""
     out = [Comparison(f"SupReMix vs {headline_baseline} (MAE), rotated F-MNIST", f"fmnist_{headline_baseline}",
@@ -410,16 +466,19 @@ PRESETS = {
     "cpu": Experiment(
         preset="cpu",
         description="rotated Fashion-MNIST 6k (ConvNet, 6 epochs) + diabetes (MLP, 60 epochs); "
-        "SupReMix / SupCon / SimCLR / L1; batch 64, Adam 1e-3; 3 seeds",
+        "SupReMix / SupCon / SimCLR / L1 (+ F-MNIST: weighted SupCon, mix_pos-only, mix_neg-only); batch 64, "
+        "Adam 1e-3; 3 seeds",
         claim=CLAIM,
-        arms={**_floor_arms(CPU, CPU_HEADLINE_BASELINE), **_arms(CPU)},
-        comparisons=_comparisons(CPU_HEADLINE_BASELINE),
+        arms={**_floor_arms(CPU, CPU_HEADLINE_BASELINE), **_arms(CPU), **_extra_arms(CPU["fmnist"])},
+        comparisons=_comparisons(CPU_HEADLINE_BASELINE) + _extra_comparisons(),
         train_arm=train_small,
         setting={
             "summary": "rotated Fashion-MNIST: 6000 train / 2000 test images turned by integer angles in [-45, 45] "
             "degrees (target: the angle), 4-layer ConvNet 32-64-128-128, head 128-128, 6 epochs; diabetes: "
             "342/100 split, MLP 64-64, head 64-32, feature noise σ=0.2, 60 epochs; batch 64, Adam lr 1e-3, cosine; "
-            "τ=τ_b=0.3, window n=5 label units (1 degree; 4 progression points), Beta(2,8), L1_inv weights",
+            "τ=τ_b=0.3, window n=5 label units (1 degree; 4 progression points), Beta(2,8), L1_inv weights; "
+            "rotated F-MNIST also: weighted SupCon (the official baseline), SupReMix with positive or negative "
+            "mixtures only",
             "scale": "small (CPU)",
             "metric": "mae: test MAE of a ridge probe (λ=1) on standardised encoder features (degrees / progression "
             "points); spearman: Spearman(1−cos, |Δy|) over pairs of 1000 test points",

@@ -294,10 +294,18 @@ class SupReMixLoss(nn.Module):
 
 
 class SupConRegressionLoss(SupReMixLoss):
-    """SupCon with exact-label positives (the baseline): SupReMix without mixtures and weights.
+    """SupCon with exact-label positives (the baseline): SupReMix without mixtures (and, by default, weights).
+
+    ``use_weight=True`` is the official training script's SupCon baseline: its ``--use_weight`` flag
+    defaults to True and, declared with ``type=bool``, cannot be turned off from the command line
+    (``bool("False")`` is True), so the baseline's denominator carries the label-distance weights
+    w_ic (``distance``, official ``L1_inv``: |y_i − y_c| + 1):
+
+        L_i = −(τ/τ_b) · 1/|P_i| · Σ_{p ∈ P_i} [ ℓ_ip − log Σ_{c ≠ i} w_ic e^{ℓ_ic} ].
 
     Example:
         >>> loss = SupConRegressionLoss(temperature=0.3)(torch.randn(8, 16), torch.randn(8, 16), torch.arange(8.0))
+        >>> official = SupConRegressionLoss(use_weight=True)(torch.randn(8, 16), torch.randn(8, 16), torch.arange(8.0))
     """
 
     def __init__(
@@ -306,6 +314,8 @@ class SupConRegressionLoss(SupReMixLoss):
         base_temperature: float | None = None,
         gather_distributed: bool = True,
         official_positive_count: bool = False,
+        use_weight: bool = False,
+        distance: str = "L1_inv",
     ) -> None:
         super().__init__(
             gather_distributed,
@@ -313,6 +323,7 @@ class SupConRegressionLoss(SupReMixLoss):
             base_temperature=temperature if base_temperature is None else base_temperature,
             mix_pos=False,
             mix_neg=False,
-            use_weight=False,
+            use_weight=use_weight,
+            distance=distance,
             official_positive_count=official_positive_count,
         )

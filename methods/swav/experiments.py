@@ -9,6 +9,7 @@ SimCLR (InfoNCE) on the same 2 global crops as a sanity arm, and compare kNN top
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -21,7 +22,7 @@ from shared.backbones import build_backbone
 from shared.data.hub import IMAGENET, IMAGENET_224, IMAGENET_OFFLINE, HubImages, load_hub_split
 from shared.data.splits import FASHION_MNIST_28, SHAPES_RGB, small_image_splits
 from shared.engine import InMemoryBatches, LoaderBatches, TrainConfig, fit
-from shared.evaluation import knn_accuracy, knn_evaluator, loader_features
+from shared.evaluation import knn_evaluator, loader_evaluator
 from shared.experiment import ArmResult, ArmRun, Comparison, Experiment, untrained_arm
 from shared.heads import mlp_head
 from shared.losses import InfoNCELoss
@@ -103,8 +104,21 @@ def paper_model(cfg: dict[str, Any] | None = None, steps_per_epoch: int = 1) -> 
     return build_model({**(cfg or PAPER_ARM), "batched_augment": False}, steps_per_epoch)
 
 
+def paper_evaluator(cfg: dict[str, Any], train_ds, val_ds) -> Callable[[torch.nn.Module], dict[str, float]]:
+    """The paper's linear evaluation: frozen backbone, a linear classifier on every ImageNet train image
+    (centre crops), top-1 on the validation split; kNN top-1 (1/``knn_bank_stride`` bank) as an extra metric."""
+    tf = eval_transform(224, tuple(cfg["mean"]), tuple(cfg["std"]))
+    return loader_evaluator(
+        HubImages(train_ds, tf),
+        HubImages(val_ds, tf),
+        1000,
+        knn_bank_stride=cfg["knn_bank_stride"],
+        workers=cfg["workers"],
+    )
+
+
 def train_paper(run: ArmRun) -> ArmResult:
-    """SwAV's 800-epoch recipe on ImageNet-1k from the hub (GPUs; run under ``accelerate launch``)."""
+    """SwAV's 400-epoch recipe on ImageNet-1k from the hub (GPUs; run under ``accelerate launch``)."""
     cfg = run.config
     ds = load_hub_split(IMAGENET, "train", IMAGENET_OFFLINE)
     val = load_hub_split(IMAGENET, "validation", IMAGENET_OFFLINE)
@@ -115,19 +129,12 @@ def train_paper(run: ArmRun) -> ArmResult:
     model = paper_model(cfg, source.steps_per_epoch(accelerator.num_processes))
     if accelerator.num_processes > 1:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # SwAV uses (apex) SyncBN
-    evaluate_tf = eval_transform(224, tuple(cfg["mean"]), tuple(cfg["std"]))
-    bank = ds.select(range(0, len(ds), cfg["knn_bank_stride"]))
-
-    def evaluate(m: torch.nn.Module) -> dict[str, float]:
-        device = next(m.parameters()).device
-        ftr, ytr = loader_features(m.backbone, HubImages(bank, evaluate_tf), device=device)
-        fte, yte = loader_features(m.backbone, HubImages(val, evaluate_tf), device=device)
-        return {"knn_top1": knn_accuracy(ftr, ytr, fte, yte, 1000, k=200, temperature=0.1)}
-
+    evaluate = paper_evaluator(cfg, ds, val)
     tc = train_config(cfg, run.seed, run.epochs, run.progress)
     result = fit(model, source, tc, run.run_dir, run.resume, evaluate, accelerator=accelerator, desc=run.arm)
     final = result.evaluations[-1]
-    return ArmResult({"knn_top1": final["knn_top1"]}, result.history, result.evaluations, result.wall_seconds)
+    metrics = {k: final[k] for k in ("linear_top1", "knn_top1")}
+    return ArmResult(metrics, result.history, result.evaluations, result.wall_seconds)
 
 
 # --- presets ---------------------------------------------------------------------------
@@ -219,7 +226,7 @@ PAPER_ARM = dict(
     head_out=128,
     num_prototypes=3000,
     freeze_prototypes_iters=313,
-    epochs=800,
+    epochs=400,  # the epochs of the two reported numbers it is compared with (74.6 and 70.1)
     batch_size=4096,
     lr=4.8,
     final_lr=0.0048,
@@ -230,6 +237,9 @@ PAPER_ARM = dict(
     workers=10,
     knn_bank_stride=10,
 )
+
+PAPER_2X224 = {**PAPER_ARM, "crops": ((2, 224, (0.08, 1.0)),)}
+"""The 2×224 arm: with no small crops the official script draws the global crops from scale 0.08–1."""
 
 CLAIM = "Multi-crop (2 global + 4 small crops) beats 2 global crops for SwAV in kNN top-1 at equal epochs."
 
@@ -278,18 +288,22 @@ PRESETS = {
     ),
     "paper": Experiment(
         preset="paper",
-        description="ImageNet-1k (hub), ResNet-50, 2×224+6×96 crops, batch 4096, 800 epochs, LARS (needs GPUs)",
-        claim="SwAV with multi-crop reaches 75.3% ImageNet linear top-1 (800 epochs, batch 4096).",
-        arms={"swav_2x224": {**PAPER_ARM, "crops": ((2, 224, (0.14, 1.0)),)}, "swav_2x224_6x96": PAPER_ARM},
-        comparisons=[Comparison("multi-crop vs 2×224", "swav_2x224", "swav_2x224_6x96", "knn_top1")],
+        description="ImageNet-1k (hub), ResNet-50, 2×224 vs 2×224+6×96 crops, batch 4096, 400 epochs, LARS "
+        "(needs GPUs)",
+        claim="At 400 epochs (batch 4096), multi-crop (2×224 + 6×96) beats 2×224 crops in ImageNet linear top-1 "
+        "(official README: 74.6% vs 70.1%).",
+        arms={"swav_2x224": PAPER_2X224, "swav_2x224_6x96": PAPER_ARM},
+        comparisons=[Comparison("multi-crop vs 2×224", "swav_2x224", "swav_2x224_6x96", "linear_top1")],
         train_arm=train_paper,
         setting={
             "summary": "ImageNet-1k, ResNet-50, head 2048-2048-128, K=3000, τ=0.1, ε=0.05, crops 2×224 (0.14–1) "
-            "+ 6×96 (0.05–0.14); LARS (η=0.001) lr 4.8 → 0.0048 cosine, 10 warmup epochs, wd 1e-6, batch 4096, "
-            "800 epochs, prototypes frozen 313 iterations, no queue, bf16, SyncBN; kNN on a 1/10 train bank",
+            "+ 6×96 (0.05–0.14), or 2×224 (0.08–1) alone (official swav_400ep_2x224_pretrain.sh); "
+            "LARS (η=0.001) lr 4.8 → 0.0048 cosine, 10 warmup epochs, wd 1e-6, batch 4096, "
+            "400 epochs, prototypes frozen 313 iterations, no queue, bf16, SyncBN; linear probe on the frozen "
+            "backbone (every train image, centre crop; top-1 on val), kNN on a 1/10 train bank as an extra metric",
             "scale": "paper",
         },
         default_seeds=1,
-        eval_metric="knn_top1",
+        eval_metric="linear_top1",
     ),
 }

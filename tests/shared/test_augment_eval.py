@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from shared.augment import AugmentConfig, BatchedSimCLRAugment, simclr_transform
-from shared.evaluation import knn_accuracy, knn_predict, linear_probe
+from shared.evaluation import knn_accuracy, knn_predict, linear_probe, loader_evaluator
 
 
 def test_batched_augment_shapes_and_determinism():
@@ -89,6 +89,34 @@ def test_knn_and_probe_on_separable_clusters():
     assert linear_probe(x[:400], y[:400], x[400:], y[400:], 5, epochs=30) > 0.95
     with pytest.raises(ValueError, match="k must"):
         knn_accuracy(x, y, x, y, 5, k=0)
+
+
+def test_probe_on_a_device_matches_the_default():
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(60, 8, generator=g), torch.arange(60) % 3
+    assert linear_probe(x[:40], y[:40], x[40:], y[40:], 3, epochs=5) == linear_probe(
+        x[:40], y[:40], x[40:], y[40:], 3, epochs=5, device="cpu"
+    )
+
+
+def test_loader_evaluator_probes_every_training_image_and_strides_the_knn_bank():
+    """Labels alternate 0, 1, ...: a bank of every 2nd image holds class 0 only (kNN at chance on a balanced
+    test set), while the linear probe, trained on all of them, separates the two clusters."""
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[4.0, 0, 0, 0], [0, 4.0, 0, 0]])
+    y = torch.arange(80) % 2
+    x = centres[y] + 0.3 * torch.randn(80, 4, generator=g)
+    train, test = list(zip(x[:60], y[:60], strict=True)), list(zip(x[60:], y[60:], strict=True))
+    model = torch.nn.Module()
+    model.backbone = torch.nn.Linear(4, 4)
+    with torch.no_grad():
+        model.backbone.weight.copy_(torch.eye(4)), model.backbone.bias.zero_()
+    out = loader_evaluator(train, test, 2, knn_bank_stride=2, k=5, probe_epochs=30, workers=0)(model)
+    assert set(out) == {"linear_top1", "knn_top1"}
+    assert out["linear_top1"] == 1.0 and out["knn_top1"] == 0.5
+    assert loader_evaluator(train, test, 2, k=5, probe_epochs=30, workers=0)(model)["knn_top1"] == 1.0
+    with pytest.raises(ValueError, match="knn_bank_stride"):
+        loader_evaluator(train, test, 2, knn_bank_stride=0)
 
 
 def test_augment_config_from_arm_reads_required_and_optional_keys():

@@ -75,3 +75,15 @@ def test_analysis_gets_extras_and_is_recorded(tmp_path):
         allow_dirty=True,
     )
     assert calls == [] and again["analysis"] == rec["analysis"]
+
+
+def test_comparison_margin_reaches_the_record(tmp_path):
+    calls: list = []
+    exp = _experiment(calls)
+    # b − a = +0.1 each seed: the reverse comparison (a vs b) is worse by 0.1, non-inferior within 0.2
+    exp.comparisons = [Comparison("a not worse than b", "b", "a", "acc", headline=True, margin=0.2)]
+    rec = run_experiment(_card(), exp, seeds=2, out_dir=tmp_path / "res", run_root=tmp_path / "runs", allow_dirty=True)
+    comp = rec["comparisons"][0]
+    assert comp["margin"] == 0.2 and comp["verdict"] == "reproduced" and rec["verdict"] == "reproduced"
+    with pytest.raises(ValueError, match="margin must be"):
+        Comparison("x", "a", "b", "acc", margin=-0.1)

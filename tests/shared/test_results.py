@@ -228,3 +228,102 @@ def test_run_time_counts_runs_reused_by_resume():
     assert run_seconds(fresh) == 600.0  # evaluation and set-up count too
     assert run_seconds(resumed) == 540.0
     assert run_seconds({"wall_seconds": 12.0}) == 12.0
+
+
+# --- non-inferiority (margin > 0): the interval is judged against −margin instead of 0 ---------------------------
+
+BASE = [0.80, 0.81, 0.82]
+
+
+@pytest.mark.parametrize(
+    ("diffs", "margin", "verdict"),
+    [
+        # interval [−0.0075, −0.0025]: worse than the baseline (superiority contradicted), but not by 0.01
+        ([-0.004, -0.005, -0.006], 0.0, "contradicted"),
+        ([-0.004, -0.005, -0.006], 0.01, "reproduced"),
+        # interval [−0.0225, −0.0175]: worse by more than the margin
+        ([-0.019, -0.020, -0.021], 0.01, "contradicted"),
+        # interval [−0.0224, +0.0024] contains −0.01
+        ([-0.005, -0.010, -0.015], 0.01, "inconclusive"),
+        # a method that is better is non-inferior too
+        ([0.004, 0.005, 0.006], 0.01, "reproduced"),
+    ],
+)
+def test_non_inferiority_verdict(diffs, margin, verdict):
+    method = [b + d for b, d in zip(BASE, diffs, strict=True)]
+    out = paired_verdict(BASE, method, "greater", margin)
+    assert out["verdict"] == verdict
+    # re-stated by hand: the interval in the claimed direction against −margin
+    low, high = out["ci_low"], out["ci_high"]
+    assert verdict == ("reproduced" if low > -margin else "contradicted" if high < -margin else "inconclusive")
+
+
+def test_non_inferiority_for_a_lower_is_better_metric():
+    # MAE 10 → 10.3 (worse by 0.3): non-inferior within 0.5, not within 0.2
+    base, meth = [10.0, 11.0, 12.0], [10.29, 11.30, 12.31]
+    assert paired_verdict(base, meth, "less", 0.5)["verdict"] == "reproduced"
+    assert paired_verdict(base, meth, "less", 0.2)["verdict"] == "contradicted"
+    assert paired_verdict(base, meth, "less")["verdict"] == "contradicted"
+    # one seed never decides, whatever the margin
+    assert paired_verdict([10.0], [10.0], "less", 0.5)["verdict"] == "inconclusive"
+
+
+@pytest.mark.parametrize("margin", [-0.01, float("nan"), float("inf"), "0.01", True])
+def test_margin_must_be_a_finite_non_negative_number(margin):
+    with pytest.raises(RecordError, match="margin must be"):
+        paired_verdict(BASE, BASE, "greater", margin)
+
+
+def test_non_inferiority_keeps_the_floor_rule():
+    arms = {
+        "untrained": {"acc": [0.70, 0.71, 0.72]},
+        "base": {"acc": [0.71, 0.72, 0.73]},  # gain 0.01 < min_gain: on the floor
+        "meth": {"acc": [0.705, 0.715, 0.725]},
+    }
+    comp = make_comparison(arms, "base", "meth", "acc", "greater", headline=True, floor=FLOOR, margin=0.01)
+    assert comp["interval_verdict"] == "reproduced" and comp["verdict"] == "under-trained"
+    assert comp["on_floor"] == ["base", "meth"] and comp["margin"] == 0.01
+
+
+def margin_record(margin):
+    rec = record(BASE, [b - 0.005 for b in BASE])  # diffs all −0.005: interval [−0.005, −0.005]
+    arms = rec["arms"]
+    comp = make_comparison(arms, "base", "meth", "acc", "greater", "not hurt", headline=True, margin=margin)
+    return {**rec, "comparisons": [comp], "verdict": claim_verdict([comp])}
+
+
+def test_margin_is_stored_and_recomputed_on_validation(tmp_path):
+    rec = margin_record(0.01)
+    assert rec["comparisons"][0]["margin"] == 0.01 and rec["verdict"] == "reproduced"
+    path = write_record(rec, tmp_path / "dcl" / "cpu.json")
+    assert read_record(path)["comparisons"][0]["margin"] == 0.01
+    # the margin edited by hand (the verdicts kept) no longer matches the numbers
+    edited = margin_record(0.01)
+    edited["comparisons"][0]["margin"] = 0.002
+    with pytest.raises(RecordError, match="numbers say contradicted"):
+        validate(edited)
+    edited["comparisons"][0]["margin"] = -1.0
+    with pytest.raises(RecordError, match="margin must be"):
+        validate(edited)
+
+
+def test_a_record_without_margin_is_judged_as_superiority():
+    rec = margin_record(0.0)
+    del rec["comparisons"][0]["margin"]  # a record written before margins existed
+    assert validate(rec)["verdict"] == "contradicted"
+    rec["comparisons"][0]["verdict"] = rec["verdict"] = "reproduced"
+    with pytest.raises(RecordError, match="numbers say contradicted"):
+        validate(rec)
+
+
+def test_non_inferiority_is_shown_in_the_tables(tmp_path):
+    from shared.experiment import summary_table
+    from shared.report import render
+
+    rec = margin_record(0.01)
+    assert "(non-inferior within 0.01) -> reproduced" in summary_table(rec)
+    assert "non-inferior" not in summary_table(margin_record(0.0))
+    write_record(rec, tmp_path / "results" / "dcl" / "cpu.json")
+    text = render(tmp_path / "results")
+    assert "not hurt (non-inferior within 0.01)" in text  # the comparison table
+    assert "(n=3) (non-inferior within 0.01): reproduced" in text  # the results table

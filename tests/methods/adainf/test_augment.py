@@ -12,11 +12,14 @@ def test_values_match_the_official_yamls():
     assert (SYMMETRIC.crop_min_scale, SYMMETRIC.jitter_p, SYMMETRIC.jitter) == (0.08, 0.8, (0.8, 0.8, 0.8, 0.2))
     assert (SYMMETRIC_ADAINF.crop_min_scale, SYMMETRIC_ADAINF.jitter_p) == (0.2, 0.4)
     assert SYMMETRIC_ADAINF.jitter == (0.4, 0.4, 0.4, 0.1)
-    assert (ASYMMETRIC.crop_min_scale, ASYMMETRIC.jitter_p, ASYMMETRIC.jitter) == (0.08, 0.8, (0.4, 0.4, 0.2, 0.1))
-    assert (ASYMMETRIC_ADAINF.crop_min_scale, ASYMMETRIC_ADAINF.jitter_p) == (0.2, 0.4)
-    assert ASYMMETRIC_ADAINF.jitter == ASYMMETRIC.jitter  # strengths stay for the asymmetric methods
-    for aug in (SYMMETRIC, SYMMETRIC_ADAINF, ASYMMETRIC, ASYMMETRIC_ADAINF):
-        assert (aug.grayscale_p, aug.blur_p, aug.flip_p) == (0.2, 0.5, 0.5)  # unchanged
+    for aug in (SYMMETRIC, SYMMETRIC_ADAINF):  # one view, both views alike
+        assert (aug.grayscale_p, aug.blur_p, aug.flip_p, aug.solarize_p) == (0.2, 0.5, 0.5, 0.0)  # unchanged
+    # the asymmetric yamls list two views: no blur in either, solarisation 0.2 on the second only
+    for views, (crop, jitter_p) in ((ASYMMETRIC, (0.08, 0.8)), (ASYMMETRIC_ADAINF, (0.2, 0.4))):
+        assert len(views) == 2
+        for view, solarize_p in zip(views, (0.0, 0.2), strict=True):
+            assert (view.crop_min_scale, view.jitter_p, view.jitter) == (crop, jitter_p, (0.4, 0.4, 0.2, 0.1))
+            assert (view.grayscale_p, view.blur_p, view.flip_p, view.solarize_p) == (0.2, 0.0, 0.5, solarize_p)
     assert STRENGTHS == {"strong": SYMMETRIC, "weak": SYMMETRIC_ADAINF}
 
 
@@ -50,4 +53,6 @@ def test_errors():
     with pytest.raises(ValueError, match="unknown augmentation strength"):
         strength("medium")
     with pytest.raises(ValueError, match="not of the form"):
-        ASYMMETRIC.to_config(32, (0.5,), (0.5,))
+        ASYMMETRIC[0].to_config(32, (0.5,), (0.5,))
+    with pytest.raises(ValueError, match="solarisation"):
+        ASYMMETRIC_ADAINF[1].to_config(32, (0.5,), (0.5,))

@@ -147,6 +147,39 @@ def test_paper_preset_names_the_missing_generated_file(tmp_path, monkeypatch):
         train_paper(run)
 
 
+def test_paper_preset_checks_the_generated_file_before_any_arm_trains(tmp_path, monkeypatch):
+    """The baseline (no inflation) is the first arm: it refuses to start when a later arm's file is bad."""
+    import numpy as np
+
+    import shared.data.hub
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("the data were loaded before the generated file was checked")
+
+    monkeypatch.setattr(shared.data.hub, "load_hub_split", no_download)
+    exp = PRESETS["paper"]
+    assert next(iter(exp.arms)) == "none_strong" and inflation_copies(exp.arms["none_strong"]["inflation"]) == 0
+    baseline = ArmRun("none_strong", exp.arms["none_strong"], 0, tmp_path, False, None, None, False)
+    monkeypatch.delenv("ADAINF_GENERATED_NPZ", raising=False)
+    with pytest.raises(FileNotFoundError, match=r"'vanilla_strong'.*ADAINF_GENERATED_NPZ"):
+        train_paper(baseline)
+    monkeypatch.setenv("ADAINF_GENERATED_NPZ", str(tmp_path / "absent.npz"))
+    with pytest.raises(FileNotFoundError, match=r"absent\.npz"):
+        train_paper(baseline)
+    (tmp_path / "broken.npz").write_bytes(b"not a zip")
+    monkeypatch.setenv("ADAINF_GENERATED_NPZ", str(tmp_path / "broken.npz"))
+    with pytest.raises(ValueError, match=r"not a readable \.npz"):
+        train_paper(baseline)
+    np.savez(tmp_path / "float.npz", image=np.zeros((2, 32, 32, 3), dtype=np.float32))
+    monkeypatch.setenv("ADAINF_GENERATED_NPZ", str(tmp_path / "float.npz"))
+    with pytest.raises(ValueError, match="must be uint8"):
+        train_paper(baseline)
+    np.savez(tmp_path / "good.npz", image=np.zeros((2, 32, 32, 3), dtype=np.uint8))
+    monkeypatch.setenv("ADAINF_GENERATED_NPZ", str(tmp_path / "good.npz"))
+    with pytest.raises(AssertionError, match="loaded before"):  # the check passed: it goes on to load CIFAR-10
+        train_paper(baseline)
+
+
 def test_card():
     assert PAPER.number == 37 and PAPER.package == "adainf"
     assert any(r.value == 94.70 for r in PAPER.reported)

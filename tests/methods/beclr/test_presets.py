@@ -66,7 +66,7 @@ def test_untrained_arm_trains_nothing_and_is_scored_like_the_baseline(smoke):
 
 def test_cpu_preset_is_the_stated_comparison():
     exp = PRESETS["cpu"]
-    assert list(exp.arms) == ["untrained", "baseline", "beclr"] and exp.default_seeds >= 3
+    assert list(exp.arms) == ["untrained", "baseline", "beclr", "beclr_official_sign"] and exp.default_seeds >= 3
     assert exp.arms["untrained"] == untrained_arm(exp.arms["baseline"])
     assert PRESETS["smoke"].arms["untrained"] == untrained_arm(PRESETS["smoke"].arms["baseline"])
     assert [(c.baseline, c.method, c.metric) for c in exp.headline] == [("baseline", "beclr", "acc_1shot")]
@@ -77,10 +77,15 @@ def test_cpu_preset_is_the_stated_comparison():
     assert CPU_ARM["base_classes"] == (0, 1, 2, 3, 4) and CPU_ARM["novel_classes"] == (5, 6, 7, 8, 9)
     assert CPU_ARM["episodes"] == 600 and CPU_ARM["n_query"] == 15 and CPU_ARM["n_way"] == 5
     assert dyce_config(exp.arms["baseline"]) is None and dyce_config(exp.arms["beclr"]).official_sign is False
+    # the official-sign arm: the beclr arm plus the flag, judged by a secondary comparison
+    assert exp.arms["beclr_official_sign"] == {**exp.arms["beclr"], "official_sign": True}
+    assert dyce_config(exp.arms["beclr_official_sign"]).official_sign is True
+    sign = [c for c in exp.comparisons if c.method == "beclr_official_sign"]
+    assert [(c.baseline, c.metric, c.headline) for c in sign] == [("beclr", "acc_1shot", False)]
 
 
 def test_paper_preset_builds_and_steps_once(tmp_path):
-    """ResNet-18 + 512-d heads + DyCE (8192 / 200 / top-5): one step on fake 224 px views."""
+    """ResNet-18 + 512-d heads + DyCE (8192 / 200 / top-5): one step on fake 224 px views with block masks."""
     assert PAPER_ARM["epochs"] == 400 and PAPER_ARM["batch_size"] == 256 and PAPER_ARM["teacher_momentum"] == 0.995
     model = paper_model()
     assert model.projector[-2].out_features == 512 and model.predictor[0].out_features == 128
@@ -92,7 +97,9 @@ def test_paper_preset_builds_and_steps_once(tmp_path):
 
         def epoch(self, epoch, seed, rank, world_size, skip=0):
             g = torch.Generator().manual_seed(0)
-            yield {"views": (torch.randn(4, 3, 224, 224, generator=g), torch.randn(4, 3, 224, 224, generator=g))}
+            views = (torch.randn(4, 3, 224, 224, generator=g), torch.randn(4, 3, 224, 224, generator=g))
+            masks = tuple(torch.rand(4, 14, 14, generator=g) < 0.15 for _ in range(2))
+            yield {"views": views, "masks": masks}
 
     before = model.backbone.conv1.weight.detach().clone()
     cfg = TrainConfig(epochs=1, batch_size=4, lr=0.3 * 4 / 256, weight_decay=1e-4, progress=False)

@@ -13,6 +13,7 @@ from methods.cacr.experiments import (
     build_model,
     make_loss,
     official_view_transform,
+    paper_evaluator,
     paper_model,
     small_evaluator,
     tail_classes,
@@ -23,6 +24,7 @@ from shared.data.splits import small_image_splits
 from shared.engine import TrainConfig, fit
 from shared.experiment import untrained_arm
 from shared.results import read_record
+from shared.testing import fake_hub_images, tiny_backbone_model
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +144,15 @@ def test_errors():
     model = MultiViewContrastive(torch.nn.Identity(), torch.nn.Identity(), make_loss({**PAPER_ARM, "loss": "cacr"}))
     with pytest.raises(ValueError, match="no 'crops'"):
         model({"images": torch.zeros(2, 1, 4, 4, dtype=torch.uint8)})
+
+
+def test_paper_preset_reports_linear_top1():
+    """The paper preset is judged on a linear probe (frozen backbone, train split → test top-1), kNN extra."""
+    exp = PRESETS["paper"]
+    assert exp.eval_metric == "linear_top1" and [c.metric for c in exp.comparisons] == ["linear_top1"]
+    train, test = fake_hub_images([0, 1] * 10, "img", 32), fake_hub_images([0, 1] * 4, "img", 32, seed=1)
+    out = paper_evaluator({**PAPER_ARM, "workers": 0}, train, test)(tiny_backbone_model())
+    assert set(out) == {"linear_top1", "knn_top1"} and out["linear_top1"] == 1.0
 
 
 def test_card():

@@ -136,6 +136,10 @@ def test_paper_preset_builds_and_steps_once(tmp_path):
     assert (PAPER_ARM["rho"], PAPER_ARM["eta"], PAPER_ARM["beta_u"]) == (0.4, 0.03, 0.5)
     model = paper_model("isogclr", num_samples=10)
     assert model.backbone.out_dim == 512 and model.loss.num_samples == 10
+    # the official views: ColorJitter(0.4, 0.4, 0.4, 0.1) with p 0.8, grey 0.2, Gaussian blur with p 0.5
+    aug = model.augment.cfg
+    assert (aug.jitter, aug.jitter_p, aug.grayscale_p, aug.blur_p) == ((0.4, 0.4, 0.4, 0.1), 0.8, 0.2, 0.5)
+    assert aug.crop_scale == (0.2, 1.0) and aug.flip_p == 0.5
 
     class Fake:
         def steps_per_epoch(self, world_size):

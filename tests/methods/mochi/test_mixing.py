@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods.mochi import (
-    HardNegativeMixer,
+    MoCHi,
     hardest_negatives,
     mix_hard_pairs,
     mix_with_query,
@@ -17,7 +17,7 @@ from methods.mochi import (
     sample_draws,
     synthetic_negatives,
 )
-from shared.moco import MoCo, moco_loss
+from shared.moco import MoCo, moco_logits, moco_loss
 
 
 def data(b=5, d=6, k=40, seed=0, dtype=torch.float64):
@@ -60,12 +60,14 @@ def test_no_mixing_is_exactly_moco():
 
 
 def test_no_mixing_model_is_exactly_moco():
-    def model(extra):
+    def model(mochi):
         torch.manual_seed(0)
-        return MoCo(nn.Linear(6, 5), nn.Linear(5, 4), queue_size=16, extra_negatives=extra)
+        if mochi:
+            return MoCHi(nn.Linear(6, 5), nn.Linear(5, 4), n_hard=8, s=0, s_prime=0, queue_size=16)
+        return MoCo(nn.Linear(6, 5), nn.Linear(5, 4), queue_size=16)
 
     batches = [{"views": (torch.randn(4, 6), torch.randn(4, 6))} for _ in range(3)]
-    plain, mixed = model(None), model(HardNegativeMixer(8, 0, 0))
+    plain, mixed = model(False), model(True)
     for batch in batches:
         assert torch.equal(plain(batch)["loss"], mixed(batch)["loss"])
 
@@ -175,11 +177,14 @@ def test_gradient_flows_only_through_the_query():
     assert (leaky_q_grad - q_grad).abs().max() > 1e-3
 
 
-def test_mixer_waits_for_its_warmup():
-    q, _, queue = data()
-    mixer = HardNegativeMixer(8, 3, 2, warmup_steps=5)
-    assert mixer(F.normalize(q, dim=1), queue, 4) is None
-    assert mixer(F.normalize(q, dim=1), queue, 5).shape == (5, 5, 6)
+def test_model_waits_for_its_warmup():
+    """Before ``warmup_steps`` training steps the logits are MoCo's, bit for bit; then they gain s + s′ columns."""
+    q, k, queue = data(dtype=torch.float32)
+    model = MoCHi(nn.Linear(6, 5), nn.Linear(5, 6), n_hard=8, s=3, s_prime=2, warmup_steps=5, queue_size=40)
+    model.steps.fill_(4)
+    assert torch.equal(model.logits(q, k, queue), moco_logits(q, k, queue, model.temperature))
+    model.steps.fill_(5)
+    assert model.logits(q, k, queue).shape == (5, 1 + 40 + 5)
 
 
 def test_bf16_queries_give_float32_logits():
@@ -199,10 +204,18 @@ def test_errors():
         mochi_loss(q, k, queue[:, :3], 8, 2, 2)
     with pytest.raises(ValueError, match="share d"):
         hardest_negatives(q, queue[:, :3], 4)
+
+    def mochi(*args, **kwargs):
+        return MoCHi(nn.Linear(6, 5), nn.Linear(5, 4), *args, queue_size=16, **kwargs)
+
     for args in ((0, 1, 1), (8, -1, 1), (8, 1, 2.5)):
         with pytest.raises(ValueError, match=r"n_hard|s must|s_prime"):
-            HardNegativeMixer(*args)
+            mochi(*args)
     with pytest.raises(ValueError, match="beta_max"):
-        HardNegativeMixer(8, 1, 1, beta_max=0.7 + 1)
+        mochi(8, 1, 1, beta_max=0.7 + 1)
     with pytest.raises(ValueError, match="warmup_steps"):
-        HardNegativeMixer(8, 1, 1, warmup_steps=-1)
+        mochi(8, 1, 1, warmup_steps=-1)
+    with pytest.raises(ValueError, match="cannot exceed the queue size"):
+        mochi(17, 1, 1)
+    with pytest.raises(ValueError, match="extra_negatives"):
+        mochi(8, 1, 1, extra_negatives=lambda q, queue, step: None)

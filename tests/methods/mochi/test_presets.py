@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from methods.mochi import PAPER, PRESETS, HardNegativeMixer, build_model, make_mixer
+from methods.mochi import PAPER, PRESETS, MoCHi, build_model, mixing_options
 from methods.mochi.experiments import CPU_ARM, PAPER_ARM, paper_model, small_evaluator
 from shared.cli import main
 from shared.data.splits import small_image_splits
@@ -87,14 +87,14 @@ def test_cpu_preset_is_the_stated_comparison():
 
 
 def test_builders():
-    assert make_mixer({**CPU_ARM, "s": 0, "s_prime": 0}) is None
-    mixer = make_mixer({**CPU_ARM, "s": 64, "s_prime": 64}, steps_per_epoch=156)
-    assert isinstance(mixer, HardNegativeMixer) and mixer.warmup_steps == 156
-    model = build_model({**CPU_ARM, "s": 64, "s_prime": 64})
-    assert isinstance(model, MoCo) and model.queue.queue.shape == (4096, 128) and model.momentum == 0.99
+    assert mixing_options({**CPU_ARM, "s": 0, "s_prime": 0}) is None
+    assert type(build_model({**CPU_ARM, "s": 0, "s_prime": 0})) is MoCo  # the MoCo v2 arm is plain MoCo
+    model = build_model({**CPU_ARM, "s": 64, "s_prime": 64}, steps_per_epoch=156)
+    assert isinstance(model, MoCHi) and (model.n_hard, model.s, model.s_prime, model.warmup_steps) == (256, 64, 64, 156)
+    assert model.queue.queue.shape == (4096, 128) and model.momentum == 0.99
     assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in model.projector.modules())  # MoCo v2's head
     with pytest.raises(ValueError, match="cannot exceed the queue size"):
-        make_mixer({**CPU_ARM, "n_hard": 5000, "s": 1, "s_prime": 1})
+        mixing_options({**CPU_ARM, "n_hard": 5000, "s": 1, "s_prime": 1})
     with pytest.raises(ValueError, match="multiple of batch_size"):
         build_model({**CPU_ARM, "batch_size": 96, "s": 0, "s_prime": 0})
 

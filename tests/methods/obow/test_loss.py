@@ -119,3 +119,28 @@ def test_distributed_step_equals_single_process():
         assert torch.allclose(single[key].double(), dist[key].double(), atol=1e-10), key
     assert torch.equal(single["ptr"], dist["ptr"])
     assert (single["ptr"] == 8).all()  # the global batch of 8 entered each queue
+
+
+def test_weights_once_for_all_crop_types_equal_one_generator_pass_per_type():
+    """Generating W once and scoring two crop types gives the loss and gradients of one pass per type
+    (the generator's BatchNorm sees the same K words either way); float64."""
+    torch.manual_seed(0)
+    head = BoWPredictor((6, 4), feature_dim=5, kappa=5.0).double()
+    vocab = [torch.rand(12, d, generator=g(d), dtype=torch.float64) for d in (6, 4)]
+    targets = [F.normalize(torch.rand(3, 12, generator=g(s), dtype=torch.float64), p=1, dim=1) for s in (3, 4)]
+    feats = [torch.randn(n * 3, 5, generator=g(5 + n), dtype=torch.float64, requires_grad=True) for n in (2, 5)]
+    params = list(head.parameters())
+
+    def step(once):
+        weights = head.weights(vocab) if once else None
+        losses = [obow_loss(head.logits(f, weights) if once else head(f, vocab), targets) for f in feats]
+        loss = torch.stack(losses).sum()
+        return loss, torch.autograd.grad(loss, feats + params)
+
+    (loss_once, grads_once), (loss_per_type, grads_per_type) = step(True), step(False)
+    assert loss_once.item() == pytest.approx(loss_per_type.item(), abs=1e-12)
+    for a, b in zip(grads_once, grads_per_type, strict=True):
+        assert torch.allclose(a, b, rtol=0, atol=1e-12)
+    assert all(gr.abs().sum() > 0 for gr in grads_once)
+    with pytest.raises(ValueError, match="weight matrices"):
+        head.logits(feats[0], head.weights(vocab)[:1])

@@ -4,6 +4,7 @@ import itertools
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from methods.obow import OBoW, build_model, cosine_momentum, cut_patches, level_dims, level_maps, teacher_view
 from methods.obow.experiments import SMOKE_ARMS
@@ -148,3 +149,51 @@ def test_build_model_errors():
         build_model({**SMOKE_ARMS["obow"], "method": "byol"})
     with pytest.raises(ValueError, match="3×3"):  # the last block at 2×2: no border crop possible
         tiny_obow(num_pools=3)({"images": images()})
+
+
+def test_crop_rows_are_compared_with_the_target_of_their_own_image():
+    """Crop-major rows: row v·B + b of a crop type is crop v of image b, and its prediction meets y(b).
+
+    With the student's BatchNorm in eval mode (so a crop's feature does not depend on its batch), the
+    step's loss (float64) equals, per crop type and level, the mean over crops v and images b of
+    KL(y_l(b) ‖ softmax(κ s(crop v of b) W_lᵀ)) with s computed from that crop alone; summed over crop
+    types, averaged over levels. Pairing crops with the targets of other images gives another value.
+    The weight generators run once for the step.
+    """
+    model = tiny_obow().double()
+    model.backbone.eval()
+    b, gen = 4, torch.Generator().manual_seed(0)
+
+    def views(n, size):
+        return [torch.randn(b, 3, size, size, generator=gen, dtype=torch.float64) for _ in range(n)]
+
+    batch = {"teacher": views(1, 32)[0], "crops": views(2, 24), "patches": views(3, 12)}
+    with torch.no_grad():
+        weights = model.predictor.weights([e.vocabulary() for e in model.extractors])
+        types = (batch["crops"], batch["patches"])
+        alone = [[[model.backbone(view[i : i + 1])[0] for i in range(b)] for view in views_] for views_ in types]
+    targets, generator_calls = [], []
+    hooks = [e.register_forward_hook(lambda m, i, o: targets.append(o)) for e in model.extractors]
+    hooks += [g.register_forward_hook(lambda m, i, o: generator_calls.append(1)) for g in model.predictor.generators]
+    loss = model(batch)["loss"].item()
+    for h in hooks:
+        h.remove()
+    assert len(generator_calls) == 2  # one pass per level for the step, not one per level and crop type
+
+    def expected(image_of):
+        total = 0.0
+        for crops in alone:  # crop types
+            per_level = []
+            for y, w in zip(targets, weights, strict=True):
+                kl = []
+                for v, crop in enumerate(crops):
+                    for i, s in enumerate(crop):
+                        log_q = F.log_softmax(model.predictor.kappa * s @ w.T, dim=0)
+                        target = y[image_of(v, i)]
+                        kl.append(float((torch.special.xlogy(target, target) - target * log_q).sum()))
+                per_level.append(sum(kl) / len(kl))
+            total += sum(per_level) / len(per_level)
+        return total
+
+    assert loss == pytest.approx(expected(lambda v, i: i), abs=1e-10)
+    assert abs(loss - expected(lambda v, i: (i + v + 1) % b)) > 1e-4  # crops scored against other images

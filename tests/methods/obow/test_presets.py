@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from methods.obow import PAPER, PRESETS
-from methods.obow.experiments import CPU_ARMS, PAPER_ARM, build_model, paper_model
+from methods.obow.experiments import CPU_ARMS, PAPER_ARM, build_model, paper_evaluator, paper_model
 from shared.augment import to_model_input
 from shared.cli import main
 from shared.data.splits import small_image_splits
@@ -15,6 +15,7 @@ from shared.engine import TrainConfig, fit
 from shared.evaluation import knn_evaluator
 from shared.experiment import untrained_arm
 from shared.results import read_record
+from shared.testing import fake_hub_images, tiny_backbone_model
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +130,15 @@ def test_paper_preset_builds_and_steps_once(tmp_path):
     assert result.steps == 1 and math.isfinite(result.history[-1]["loss"])
     assert not torch.equal(before, model.backbone.conv1.weight)
     assert [int(e.queue.ptr) for e in model.extractors] == [2, 2]
+
+
+def test_paper_preset_reports_linear_top1():
+    """The paper preset is judged on a linear probe (frozen backbone, train split → val top-1), kNN extra."""
+    exp = PRESETS["paper"]
+    assert exp.eval_metric == "linear_top1" and [c.metric for c in exp.comparisons] == ["linear_top1"]
+    train, val = fake_hub_images([0, 1] * 10), fake_hub_images([0, 1] * 4, seed=1)
+    out = paper_evaluator({**PAPER_ARM, "workers": 0}, train, val)(tiny_backbone_model())
+    assert set(out) == {"linear_top1", "knn_top1"} and out["linear_top1"] == 1.0
 
 
 def test_card():

@@ -43,6 +43,8 @@ def test_build_head_shapes():
     assert build_head("mlp", 32, 16, 8)(h).shape == (6, 8)
     assert build_head("reweight", 32)(h).shape == (6, 32)
     assert isinstance(build_head("none", 32), nn.Identity)
+    assert build_head("mlp", 32)(h).shape == (6, 128)  # SimCLR's 256 → 128 by default
+    assert build_head("reweight", 32, kappa=2.0).weights[1] == 0.5
 
 
 @pytest.mark.parametrize(
@@ -52,6 +54,9 @@ def test_build_head_shapes():
         (lambda: reweight_weights(4, 0.9), "kappa must be >= 1"),
         (lambda: ReweightHead(4)(torch.randn(2, 5)), r"expected \(N, 4\)"),
         (lambda: build_head("attention", 4), "unknown head"),
+        (lambda: build_head("reweight", 4, 16, 8), "hidden and out size the 'mlp' head only"),
+        (lambda: build_head("reweight", 4, out=8), r"got hidden=None, out=8"),
+        (lambda: build_head("none", 4, hidden=16), "'none' head keeps the encoder's dimension"),
     ],
 )
 def test_errors(call, err):

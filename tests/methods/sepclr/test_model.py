@@ -3,11 +3,21 @@
 import pytest
 import torch
 
-from methods.sepclr import ContrastiveSet, SepCLR, SepCLRLoss, SplitSimCLR, cifar_mnist_from_arrays, sklearn_digits
+from methods.sepclr import (
+    ContrastiveSet,
+    GroupBatches,
+    GroupSimCLR,
+    SepCLR,
+    SepCLRLoss,
+    SplitSimCLR,
+    cifar_mnist_from_arrays,
+    sklearn_digits,
+)
 from methods.sepclr.data import DIGIT_TRAIN_POOL, blend, make_contrastive_set
 from methods.sepclr.experiments import SMOKE_ARM, build_model, probe_matrix, space_features
 from shared.backbones import SmallConvNet
 from shared.data.arrays import ImageArrays
+from shared.losses import InfoNCELoss, info_nce_loss
 
 
 def tiny_sepclr(**kwargs):
@@ -115,3 +125,82 @@ def test_space_features_shapes_and_mode():
     f = space_features(model, torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.uint8), SMOKE_ARM, batch_size=2)
     assert f["c"].shape == (5, SMOKE_ARM["common_dim"]) and f["s"].shape == (5, SMOKE_ARM["salient_dim"])
     assert f["s_head_norm"].shape == (5,) and model.training
+
+
+def tiny_group_simclr():
+    return GroupSimCLR(SmallConvNet(1, (4, 8)), SmallConvNet(1, (4, 8)), InfoNCELoss(0.5), 3, 2, 8)
+
+
+def encoder_grads(model, batch):
+    model.zero_grad()
+    model(batch)["loss"].backward()
+    grads = {}
+    for name in ("common", "salient"):
+        params = [*getattr(model, f"{name}_encoder").parameters(), *getattr(model, f"{name}_projector").parameters()]
+        grads[name] = [p.grad.clone() for p in params]
+    return grads
+
+
+def test_group_simclr_is_two_simclr_runs_one_per_group():
+    """The loss is InfoNCE of the common heads on the background rows plus InfoNCE of the salient heads on the
+    target rows; the common encoder's gradient does not depend on the target images, nor the salient one's on
+    the background images."""
+    torch.manual_seed(0)
+    model = tiny_group_simclr()
+    g = torch.Generator().manual_seed(1)
+    x1, x2 = torch.randn(8, 1, 12, 12, generator=g), torch.randn(8, 1, 12, 12, generator=g)
+    labels = torch.tensor([0, 1, 1, 0, 0, 1, 0, 1])
+    out = model({"views": (x1, x2), "labels": labels})
+    assert set(out) == {"loss", "common", "salient"}
+    bg, tgt = labels == 0, labels == 1
+    with torch.no_grad():  # restated: each encoder on its own rows only (BatchNorm included)
+        c = model.common_projector(model.common_encoder(torch.cat([x1[bg], x2[bg]])))
+        s = model.salient_projector(model.salient_encoder(torch.cat([x1[tgt], x2[tgt]])))
+        want_c, want_s = info_nce_loss(*c.chunk(2), 0.5), info_nce_loss(*s.chunk(2), 0.5)
+    assert out["common"].item() == pytest.approx(want_c.item(), abs=1e-6)
+    assert out["salient"].item() == pytest.approx(want_s.item(), abs=1e-6)
+    assert out["loss"].item() == pytest.approx((want_c + want_s).item(), abs=1e-6)
+    base = encoder_grads(model, {"views": (x1, x2), "labels": labels})
+    noise = torch.randn(8, 1, 12, 12, generator=g)
+    new_tgt = encoder_grads(model, {"views": (torch.where(tgt[:, None, None, None], noise, x1), x2), "labels": labels})
+    new_bg = encoder_grads(model, {"views": (torch.where(bg[:, None, None, None], noise, x1), x2), "labels": labels})
+    assert all(torch.equal(a, b) for a, b in zip(base["common"], new_tgt["common"], strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(base["salient"], new_bg["salient"], strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(base["salient"], new_tgt["salient"], strict=True))
+    c_rep, s_rep = model.representations(x1)
+    assert c_rep.shape == (8, 3) and s_rep.shape == (8, 2)
+    with pytest.raises(ValueError, match="at least 2 target"):
+        model({"views": (x1, x2), "labels": torch.tensor([0, 0, 0, 0, 0, 0, 0, 1])})
+    with pytest.raises(ValueError, match="labels"):
+        model({"views": (x1, x2)})
+
+
+def test_group_batches_half_background_half_target():
+    n = 40
+    data = ContrastiveSet(
+        torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 1, 2, 2).contiguous(),
+        (torch.arange(n) >= 16).long(),  # 16 background, 24 target
+        torch.zeros(n, dtype=torch.long),
+        torch.where(torch.arange(n) >= 16, 0, -1),
+    )
+    source = GroupBatches(data, 8)
+    assert source.steps_per_epoch(1) == 16 // 4  # the smaller group sets the epoch
+    steps = list(source.epoch(0, seed=3, rank=0, world_size=1))
+    assert len(steps) == 4
+    seen = {0: [], 1: []}
+    for b in steps:
+        ids = b["images"][:, 0, 0, 0].long()
+        assert torch.equal(b["labels"], torch.tensor([0] * 4 + [1] * 4))
+        assert (ids[:4] < 16).all() and (ids[4:] >= 16).all()  # the labels are the images' groups
+        seen[0] += ids[:4].tolist()
+        seen[1] += ids[4:].tolist()
+    assert len(set(seen[0])) == 16 and len(set(seen[1])) == 16  # each image at most once per epoch
+    # two ranks: the union of their slices is the single-process step
+    ranks = [list(source.epoch(0, 3, r, 2)) for r in range(2)]
+    for step, (a, b) in enumerate(zip(*ranks, strict=True)):
+        union = torch.cat([a["images"][:2], b["images"][:2], a["images"][2:], b["images"][2:]])
+        assert torch.equal(union, steps[step]["images"])
+    with pytest.raises(ValueError, match="even"):
+        GroupBatches(data, 7)
+    with pytest.raises(ValueError, match="smaller group"):
+        GroupBatches(data, 40)

@@ -175,6 +175,38 @@ def test_no_mixtures_no_weights_is_supcon_up_to_the_plus_one(plus_one):
     assert abs(other.item() - got.item()) > 1e-3
 
 
+def weighted_supcon_loop(z1, z2, y, tau, tau_b):
+    """The official script's SupCon baseline, restated by loops in float64 (autograd through the loop):
+    L_i = −(τ/τ_b)/|P_i| · Σ_{p ∈ P_i} [ z_i·z_p/τ − log Σ_{c ≠ i} (|y_i − y_c| + 1) e^{z_i·z_c/τ} ]."""
+    z = torch.cat([z1 / z1.norm(dim=1, keepdim=True), z2 / z2.norm(dim=1, keepdim=True)])
+    lab = [float(v) for v in torch.cat([y, y])]
+    out = []
+    for i in range(len(z)):
+        den = sum((abs(lab[i] - lab[c]) + 1) * torch.exp(z[i] @ z[c] / tau) for c in range(len(z)) if c != i)
+        pos = [z[i] @ z[p] / tau - torch.log(den) for p in range(len(z)) if p != i and lab[p] == lab[i]]
+        out.append(-(tau / tau_b) * sum(pos) / len(pos))
+    return torch.stack(out)
+
+
+def test_weighted_supcon_matches_float64_loop_values_and_gradients():
+    """``SupConRegressionLoss(use_weight=True)``, the official (weighted) SupCon baseline, against the loop."""
+    z1, z2, y = batch(7, 4, seed=11, labels=LABELS)
+    z1.requires_grad_(True)
+    loss = SupConRegressionLoss(0.3, 0.5, use_weight=True, gather_distributed=False)
+    got = supremix_loss(z1, z2, y, loss.cfg, gather_distributed=False, reduction="none")
+    want = weighted_supcon_loop(z1, z2, y, 0.3, 0.5)
+    assert torch.allclose(got, want, atol=1e-12)
+    (g_got,) = torch.autograd.grad(loss(z1, z2, y), z1)
+    (g_want,) = torch.autograd.grad(want.mean(), z1)
+    assert torch.allclose(g_got, g_want, atol=1e-12)
+    # the weights make every anchor's loss larger (w ≥ 1 in the denominator) unless all its candidates share its label
+    plain = supremix_loss(z1, z2, y, SupConRegressionLoss(0.3, 0.5).cfg, reduction="none")
+    assert (got > plain + 1e-6).all()
+    same = torch.full((7,), 4.0, dtype=torch.float64)
+    weighted_same = SupConRegressionLoss(0.3, use_weight=True)(z1, z2, same)
+    assert weighted_same.item() == pytest.approx(SupConRegressionLoss(0.3)(z1, z2, same).item(), abs=1e-12)
+
+
 def test_unique_labels_make_it_nt_xent():
     # every label distinct, no mixtures, no weights: the only positive is the other view -> SimCLR's NT-Xent
     from shared.losses import info_nce_loss

@@ -7,7 +7,9 @@ from methods.supremix import PAPER, PRESETS
 from methods.supremix.data import RegressionSet, TensorBatches, agedb_csv, diabetes, rotate_images
 from methods.supremix.evaluation import mean_predictor_mae, ordinality, ridge_probe_mae, spearman
 from methods.supremix.experiments import (
+    CPU,
     CPU_HEADLINE_BASELINE,
+    EXTRA_ARMS,
     METHODS,
     PAPER_ARM,
     build_model,
@@ -50,9 +52,12 @@ def test_smoke_run_learns_and_writes_a_valid_record(smoke):
     assert smoke["analysis"]["fmnist"]["strongest_baseline"] in METHODS[1:]
 
 
+EXTRA = {"fmnist_supcon_weighted", "fmnist_supremix_pos", "fmnist_supremix_neg"}
+
+
 def test_cpu_preset_is_the_stated_comparison():
     exp = PRESETS["cpu"]
-    assert set(exp.arms) == TRAINED_ARMS | FLOOR_ARMS
+    assert set(exp.arms) == TRAINED_ARMS | FLOOR_ARMS | EXTRA
     assert exp.default_seeds >= 3
     head = exp.comparisons[0]
     assert exp.headline == [head]  # the claim: SupReMix vs the strongest baseline on the image set
@@ -195,3 +200,47 @@ def test_untrained_arm_trains_nothing_and_is_scored_like_the_baseline(smoke, tmp
     result = train_small(run)
     assert result.curve == [] and [e["step"] for e in result.evaluations] == [0]
     assert set(result.metrics) == {"mae", "spearman", "mae_head"}
+
+
+def test_official_baseline_and_ablation_arms():
+    """Weighted SupCon (the official script's baseline) and SupReMix with one kind of mixture: each differs from
+    its reference arm in the stated keys only, builds the stated loss, and is compared on rotated F-MNIST only."""
+    exp = PRESETS["cpu"]
+    refs = {"fmnist_supcon_weighted": "fmnist_supcon", "fmnist_supremix_pos": "fmnist_supremix"}
+    refs["fmnist_supremix_neg"] = "fmnist_supremix"
+    for arm, ref in refs.items():
+        cfg, base = exp.arms[arm], exp.arms[ref]
+        assert {k for k in cfg.keys() | base.keys() if cfg.get(k) != base.get(k)} == set(EXTRA_ARMS[arm[7:]]) - {
+            "method"
+        }
+        assert cfg == {**CPU["fmnist"], **EXTRA_ARMS[arm[7:]]}
+    want = {  # (mix_pos, mix_neg, use_weight, distance) of the loss each arm trains with
+        "fmnist_supcon": (False, False, False, "L1_inv"),
+        "fmnist_supcon_weighted": (False, False, True, "L1_inv"),
+        "fmnist_supremix": (True, True, True, "L1_inv"),
+        "fmnist_supremix_pos": (True, False, True, "L1_inv"),
+        "fmnist_supremix_neg": (False, True, True, "L1_inv"),
+    }
+    for arm, flags in want.items():
+        c = make_loss(exp.arms[arm]).cfg
+        assert (c.mix_pos, c.mix_neg, c.use_weight, c.distance) == flags, arm
+        assert (c.temperature, c.base_temperature, c.window, c.official_positive_count) == (0.3, 0.3, 5.0, False)
+    new = [c for c in exp.comparisons if {c.baseline, c.method} & EXTRA]
+    assert new and not any(c.headline for c in new)
+    assert all(c.baseline.startswith("fmnist_") and c.method.startswith("fmnist_") for c in new)
+    pairs = {(c.baseline, c.method, c.metric) for c in new}
+    assert ("fmnist_supcon_weighted", "fmnist_supremix", "mae") in pairs
+    assert {
+        ("fmnist_supremix_pos", "fmnist_supremix", "mae"),
+        ("fmnist_supremix_neg", "fmnist_supremix", "mae"),
+    } <= pairs
+    assert "fmnist_supcon_weighted" not in PRESETS["smoke"].arms  # cpu arms only
+
+
+def test_ablation_arms_step(tmp_path):
+    train, _ = diabetes()
+    cfg = dict(PRESETS["smoke"].arms["diabetes_supremix"])
+    tc = TrainConfig(epochs=1, batch_size=64, lr=1e-3, optimizer="adam", max_steps=2, progress=False)
+    for name, delta in EXTRA_ARMS.items():
+        model = build_model({**cfg, **delta}, train)
+        assert fit(model, TensorBatches(train, 64), tc, tmp_path / name).steps == 2

@@ -59,7 +59,8 @@ def teacher_embeddings(cfg: dict[str, Any], sentences: list[str], cache_dir: Pat
         teacher = build_encoder({**cfg, "pooling": cfg["teacher_pooling"]})
     else:
         teacher = load_encoder(cfg["teacher"], cfg["teacher_pooling"], cfg["max_length"])
-    emb = teacher.encode(sentences, cfg.get("eval_batch_size", 128), cfg.get("bf16", False))
+    # the teacher reads what the student trains on: the sentences truncated at the training length
+    emb = teacher.encode(sentences, cfg.get("eval_batch_size", 128), cfg.get("bf16", False), cfg["max_length"])
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(emb, path)

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from methods.projhead.controlled import LINEAR, RELU, theory_preset
 from methods.projhead.heads import build_head
 from methods.projhead.layers import extract_layers, image_batches, layer_names
 from methods.projhead.probes import effective_rank, ridge_probe
@@ -430,7 +431,9 @@ def _arms(base: dict) -> dict[str, dict]:
 
 
 COMPARISONS = [
-    Comparison("pre- vs post-projection, shifted downstream (grey shapes)", "mlp_post", "mlp_pre", "probe_ood"),
+    Comparison(
+        "pre- vs post-projection, shifted downstream (grey shapes)", "mlp_post", "mlp_pre", "probe_ood", headline=True
+    ),
     Comparison("pre- vs post-projection, in distribution (Fashion-MNIST)", "mlp_post", "mlp_pre", "probe_id"),
     Comparison("pre-projection features are more evenly weighted (effective rank)", "mlp_post", "mlp_pre", "erank"),
     Comparison("fixed re-weighting head vs MLP head (pre-projection), shifted", "mlp_pre", "reweight", "probe_ood"),
@@ -486,5 +489,13 @@ PRESETS = {
         },
         default_seeds=1,
         analysis=analysis,
+    ),
+    "cpu-theory": theory_preset(
+        "cpu-theory",
+        LINEAR,
+        RELU,
+        "synthetic features, about a minute: diagonal ReLU net (features kept before the head, lost after it) and "
+        "the linear net's feature-drop sweep (p = 0, .5, .75, .9), pre vs post readouts, 3 seeds",
+        seeds=3,
     ),
 }

@@ -35,7 +35,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, bf16, batch {args.batch}")
     start = time.perf_counter()
     teacher = load_encoder(cfg["teacher"], cfg["teacher_pooling"], cfg["max_length"])
-    emb = teacher.encode(sentences, 128, bf16=True)
+    emb = teacher.encode(sentences, 128, bf16=True, max_length=cfg["max_length"])
     t_teacher = time.perf_counter() - start
     start = time.perf_counter()
     table = build_pair_table(sentences, emb, ipw_config(cfg))

@@ -175,8 +175,9 @@ class DirtyTreeError(ValueError):
     """``repro run`` of a cpu/paper preset on uncommitted or untracked code."""
 
 
-CLEAN_PRESETS = ("cpu", "paper")
-"""Presets whose records are published: they must name a commit that contains their code."""
+SCRATCH_PRESETS = ("smoke",)
+"""The only presets whose records may come from uncommitted code: every other record is published
+(``cpu``, ``paper``, ``cpu-sweep``, ...) and must name a commit that contains its code."""
 
 
 def _git(*args: str) -> subprocess.CompletedProcess:
@@ -210,11 +211,11 @@ def git_commit(package: str | None = None) -> tuple[str, list[str]]:
 
 
 def provenance(package: str, preset: str, allow_dirty: bool) -> str:
-    """The commit a record names; refuses (:class:`DirtyTreeError`) a dirty tree for cpu/paper presets."""
+    """The commit a record names; refuses (:class:`DirtyTreeError`) a dirty tree for every preset but smoke."""
     commit, dirty = git_commit(package)
     if not dirty:
         return commit
-    if preset in CLEAN_PRESETS and not allow_dirty:
+    if preset not in SCRATCH_PRESETS and not allow_dirty:
         shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
         raise DirtyTreeError(
             f"the code of {package} has uncommitted or untracked changes ({shown}). A {preset} record names the "

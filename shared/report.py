@@ -29,7 +29,8 @@ A claim is the conjunction of its headline comparisons (marked ★): `reproduced
 part is, `mixed` if parts are reproduced and contradicted, `contradicted` if a part is
 contradicted and none reproduced, else `under-trained` or `inconclusive`. Other comparisons are
 shown, not counted. A non-inferiority comparison ("non-inferior within m") is `reproduced` when its
-interval lies wholly above −m and `contradicted` when wholly below −m. Numbers marked "(verify)" or "†" were not checked against the paper.
+interval lies wholly above −m and `contradicted` when wholly below −m. Numbers marked "(verify)" or
+"†" were not checked against the paper.
 Provenance: ‡ marks a record whose arms were made before the provenance check, from a commit
 that does not contain the package (the code was committed afterwards); "dirty" marks a run
 made with `--allow-dirty`. Rerunning the preset replaces either.

@@ -8,6 +8,7 @@ at batch 32 and at batch 256 (the contrast) and compare kNN top-1 of the backbon
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -20,9 +21,10 @@ from shared.data.hub import IMAGENET, IMAGENET_224, IMAGENET_OFFLINE, HubImages,
 from shared.data.splits import FASHION_MNIST_28, SHAPES_RGB, small_image_splits
 from shared.engine import InMemoryBatches, LoaderBatches, TrainConfig, fit
 from shared.evaluation import knn_evaluator, loader_evaluator
-from shared.experiment import ArmResult, ArmRun, Comparison, Experiment, untrained_arm
+from shared.experiment import ArmResult, ArmRun, Comparison, Experiment, run_key, untrained_arm
 from shared.heads import mlp_head
 from shared.losses import InfoNCELoss
+from shared.results import RecordError
 from shared.ssl import TwoViewContrastive
 
 LOSSES = ("infonce", "dcl", "dclw")
@@ -80,6 +82,42 @@ def train_small(run: ArmRun) -> ArmResult:
     )
     metrics = result.final_metrics()
     return ArmResult(metrics, result.history, result.evaluations, result.wall_seconds)
+
+
+DERIVED = ("dcl_gain", "tau_range")
+
+
+def derive(run: ArmRun) -> ArmResult:
+    """A derived arm of the sweep: per seed, a number computed from other arms' finished runs of the same
+    seed (no training). ``dcl_gain``: kNN top-1 of DCL minus InfoNCE (sources: the InfoNCE arm, then the
+    DCL arm); ``tau_range``: max − min kNN top-1 over the sources (one loss at several τ). ``knn_top1`` is
+    the sources' mean, which the floor judges (the derived number means something only if they trained).
+
+    Each source's ``final.json`` must have been made with the source config the derived arm names, the
+    same seed and ``--epochs`` (its run key), so a stale or foreign run is never read.
+    """
+    cfg = run.config
+    overrides = {k: v for k, v in cfg.items() if k not in ("derived", "sources")}  # e.g. --precision, on every arm
+    values = []
+    for name, source in cfg["sources"].items():
+        final = run.run_dir.parent.parent / name / f"seed{run.seed}" / "final.json"
+        if not final.exists():
+            raise RecordError(f"derived arm {run.arm!r} needs arm {name!r} of seed {run.seed}: run it first ({final})")
+        saved = json.loads(final.read_text())
+        if saved.get("run_key") != run_key({**source, **overrides}, run.seed, run.epochs):
+            raise RecordError(f"{final} was made with other settings than arm {name!r} of this preset: rerun it")
+        values.append(saved["metrics"]["knn_top1"])
+    if cfg["derived"] == "dcl_gain":
+        number = values[1] - values[0]
+    elif cfg["derived"] == "tau_range":
+        number = max(values) - min(values)
+    else:
+        raise ValueError(f"unknown derived metric {cfg['derived']!r}; choose from {DERIVED}")
+    return ArmResult({"knn_top1": sum(values) / len(values), cfg["derived"]: number})
+
+
+def train_sweep(run: ArmRun) -> ArmResult:
+    return derive(run) if "derived" in run.config else train_small(run)
 
 
 def paper_model(loss: str) -> TwoViewContrastive:
@@ -211,6 +249,78 @@ def _comparisons(plan: dict[int, tuple[str, ...]]) -> list[Comparison]:
 CPU_PLAN = {32: LOSSES, 256: ("infonce", "dcl")}
 
 
+# The spec's sweep, within 45 CPU minutes (see README "Batch and τ sweep"): the cpu arm on half the images
+# (1000/class, same 6-epoch schedule) and one kNN evaluation at the end; InfoNCE vs DCL at batch 16/32/64/256
+# (τ 0.1) and at τ 0.2/0.5 (batch 32), then derived arms for the two trend claims.
+SWEEP_ARM = {**CPU_ARM, "train_per_class": 1000, "eval_every": 0}
+SWEEP_BATCHES = (16, 32, 64, 256)
+SWEEP_TAUS = {"t02": 0.2, "t05": 0.5}
+SWEEP_TAU_BATCH = 32
+
+
+def sweep_arms(base: dict) -> dict[str, dict]:
+    trained = {f"{loss}_b{b}": {**base, "loss": loss, "batch_size": b} for b in SWEEP_BATCHES for loss in LOSSES[:2]}
+    for tag, tau in SWEEP_TAUS.items():
+        for loss in LOSSES[:2]:
+            trained[f"{loss}_b{SWEEP_TAU_BATCH}_{tag}"] = {
+                **base,
+                "loss": loss,
+                "batch_size": SWEEP_TAU_BATCH,
+                "temperature": tau,
+            }
+    small, large = min(SWEEP_BATCHES), max(SWEEP_BATCHES)
+
+    def derived(kind: str, sources: list[str]) -> dict:
+        return {"derived": kind, "sources": {a: trained[a] for a in sources}}
+
+    def tau_arms(loss: str) -> list[str]:
+        return [f"{loss}_b{SWEEP_TAU_BATCH}"] + [f"{loss}_b{SWEEP_TAU_BATCH}_{t}" for t in SWEEP_TAUS]
+
+    return {
+        "untrained": untrained_arm(trained[f"infonce_b{small}"]),
+        **trained,
+        f"gain_b{small}": derived("dcl_gain", [f"infonce_b{small}", f"dcl_b{small}"]),
+        f"gain_b{large}": derived("dcl_gain", [f"infonce_b{large}", f"dcl_b{large}"]),
+        "tau_infonce": derived("tau_range", tau_arms("infonce")),
+        "tau_dcl": derived("tau_range", tau_arms("dcl")),
+    }
+
+
+def sweep_comparisons() -> list[Comparison]:
+    small, large = min(SWEEP_BATCHES), max(SWEEP_BATCHES)
+    out = [
+        Comparison(f"DCL vs InfoNCE, batch {small}", f"infonce_b{small}", f"dcl_b{small}", "knn_top1", headline=True),
+        Comparison(
+            f"DCL's gain over InfoNCE larger at batch {small} than at {large}",
+            f"gain_b{large}",
+            f"gain_b{small}",
+            "dcl_gain",
+            headline=True,
+        ),
+        Comparison(
+            f"DCL less sensitive to τ than InfoNCE (kNN range over τ 0.1/0.2/0.5, batch {SWEEP_TAU_BATCH})",
+            "tau_infonce",
+            "tau_dcl",
+            "tau_range",
+            direction="less",
+            headline=True,
+        ),
+    ]
+    out += [
+        Comparison(f"DCL vs InfoNCE, batch {b}", f"infonce_b{b}", f"dcl_b{b}", "knn_top1") for b in SWEEP_BATCHES[1:]
+    ]
+    for tag, tau in SWEEP_TAUS.items():
+        b = SWEEP_TAU_BATCH
+        out.append(
+            Comparison(f"DCL vs InfoNCE, τ {tau}, batch {b}", f"infonce_b{b}_{tag}", f"dcl_b{b}_{tag}", "knn_top1")
+        )
+    return out
+
+
+SWEEP_CLAIM = (
+    "DCL beats InfoNCE at a small batch, its gain is largest at the smallest batch, and it is less sensitive to τ."
+)
+
 PRESETS = {
     "smoke": Experiment(
         preset="smoke",
@@ -256,5 +366,23 @@ PRESETS = {
         },
         default_seeds=1,
         eval_metric="linear_top1",
+    ),
+    "cpu-sweep": Experiment(
+        preset="cpu-sweep",
+        description="the spec's sweep: Fashion-MNIST 10k, ConvNet, 6 epochs, InfoNCE/DCL at batch 16/32/64/256 "
+        "(τ 0.1) and at τ 0.2/0.5 (batch 32), 3 seeds (≈ 35 min on 2 cores)",
+        claim=SWEEP_CLAIM,
+        arms=sweep_arms(SWEEP_ARM),
+        comparisons=sweep_comparisons(),
+        train_arm=train_sweep,
+        setting={
+            "summary": "Fashion-MNIST 10k train (1000/class), kNN bank 10k, 10k test; 4-layer ConvNet 28 px; SimCLR "
+            "augmentations; SGD lr 0.3·B/256, 1 warmup epoch, cosine, 6 epochs; InfoNCE vs DCL at batch 16, 32, "
+            "64, 256 (τ=0.1) and at τ=0.2, 0.5 (batch 32); bf16 CPU; kNN once at the end",
+            "scale": "small (CPU)",
+            "metric": "weighted kNN top-1 (k=200, T=0.1) of the backbone on the test split; derived per seed: "
+            "dcl_gain = DCL − InfoNCE at one batch, tau_range = max − min over τ of one loss",
+        },
+        eval_metric="knn_top1",
     ),
 }

@@ -10,13 +10,19 @@ every choice configurable (README lists them):
   the surface (word overlap, similar length) — the bias to remove. The propensity of a
   pair is e⁺(x) = P(selected | surface bin of x), x = (word Jaccard, length ratio),
   estimated by binning: e⁺(b) ∝ (n_sel(b) + α) / (n_ref(b) + α), with n_ref counted on
-  random reference pairs and quantile bins of those. Anchor i draws candidate j with
+  random reference pairs. Bin edges are quantiles of all pairs scored (reference and
+  candidate pairs pooled); the word Jaccard has its own bin for 0 and quantile bins of its
+  non-zero mass (most random pairs share no content word: 82 % on the cpu sentences, which
+  put every quantile edge at 0 and left two bins). Anchor i draws candidate j with
   probability ∝ 1/e⁺(b_ij): semantically close pairs that differ on the surface are favoured.
   The anchor itself (a second dropout view, SimCSE's positive) keeps probability
   ``self_prob``; the neighbours share the rest.
 * **Hard negatives.** The naive rule is surface top-k (cosine of the content-word sets); its propensity
   e⁻(x) = P(selected | semantic bin), x = teacher cosine; draws ∝ 1/e⁻ favour pairs that
-  overlap on the surface but differ in meaning, and demote likely false negatives.
+  overlap on the surface but differ in meaning, and demote likely false negatives. A surface
+  neighbour that is also a positive candidate of the same anchor (one of its semantic top-k) is
+  skipped for the next surface neighbour: no sentence is both positive and hard negative of
+  one anchor.
 
 The weights of each anchor are non-negative and sum to 1 over its candidates; a constant
 propensity gives uniform sampling among the candidates.
@@ -111,13 +117,43 @@ def topk_within_shards(features: torch.Tensor, k: int, shard: int, chunk: int = 
     return out
 
 
-def quantile_bins(values: torch.Tensor, reference: torch.Tensor, bins: int) -> torch.Tensor:
-    """Bin index 0..bins-1 of ``values`` at the quantiles of ``reference``."""
-    reference = reference.float().flatten()
+def quantile_bins(values: torch.Tensor, reference: torch.Tensor, bins: int, zero_bin: bool = False) -> torch.Tensor:
+    """Bin index 0..bins-1 of ``values`` at the quantiles of ``reference``.
+
+    ``zero_bin``: exact zeros form bin 0 and the other values fall in bins 1..bins-1 at the quantiles
+    of the *non-zero* reference: for a feature with most of its mass at 0 (word Jaccard of random
+    pairs) plain quantile edges would all be 0 and leave two bins (0 and everything above).
+    """
+    values, reference = values.float(), reference.float().flatten()
+    if zero_bin:
+        if bins < 2:
+            raise ValueError(f"a zero bin needs at least 2 bins, got {bins}")
+        nonzero = reference[reference != 0]
+        rest = quantile_bins(values, nonzero if len(nonzero) else torch.ones(1), bins - 1) + 1
+        return torch.where(values == 0, torch.zeros_like(rest), rest)
     if len(reference) > 1_000_000:  # torch.quantile's size limit; a strided subset is enough for edges
         reference = reference[:: len(reference) // 1_000_000 + 1]
     edges = torch.quantile(reference, torch.linspace(0, 1, bins + 1)[1:-1])
-    return torch.bucketize(values.float().contiguous(), edges.contiguous())
+    return torch.bucketize(values.contiguous(), edges.contiguous())
+
+
+def pair_bins(
+    selected: torch.Tensor, reference: torch.Tensor, bins: int, zero_bin: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bins of the selected (candidate) and the reference pairs of one feature, with edges at the quantiles
+    of both pooled, so that the bins split the range where the candidates are as well as the reference."""
+    pooled = torch.cat([reference.float().flatten(), selected.float().flatten()])
+    return quantile_bins(selected, pooled, bins, zero_bin), quantile_bins(reference, pooled, bins, zero_bin)
+
+
+def exclude_candidates(candidates: torch.Tensor, banned: torch.Tensor, k: int) -> torch.Tensor:
+    """Per row, the first ``k`` of ``candidates`` (N, K) that are not in the same row of ``banned`` (N, B),
+    in their order."""
+    clash = (candidates[:, :, None] == banned[:, None, :]).any(-1)
+    if ((~clash).sum(1) < k).any():
+        raise ValueError(f"fewer than {k} candidates left after excluding the banned ones")
+    order = torch.argsort(clash.to(torch.int8), dim=1, stable=True)  # allowed first, order kept
+    return candidates.gather(1, order[:, :k])
 
 
 def propensity(
@@ -177,23 +213,21 @@ def build_pair_table(sentences: list[str], teacher: torch.Tensor, cfg: IPWConfig
     ref_i = anchors.repeat_interleave(cfg.ref_pairs)
     ref_j = torch.randint(0, n, (n * cfg.ref_pairs,), generator=g)
 
-    # positives: semantic top-k, propensity over surface bins (Jaccard × length ratio)
+    # positives: semantic top-k, propensity over surface bins (Jaccard with a zero bin × length ratio)
     pos = topk_within_shards(sem, cfg.k_pos, cfg.shard)
-    ref_jac, ref_len = jaccard(bow, ref_i, ref_j), length_ratio(lengths, ref_i, ref_j)
     pi = anchors[:, None].expand_as(pos)
-    sel_bins = quantile_bins(jaccard(bow, pi, pos), ref_jac, cfg.bins) * cfg.bins + quantile_bins(
-        length_ratio(lengths, pi, pos), ref_len, cfg.bins
-    )
-    ref_bins = quantile_bins(ref_jac, ref_jac, cfg.bins) * cfg.bins + quantile_bins(ref_len, ref_len, cfg.bins)
+    sel_jac, ref_jac = pair_bins(jaccard(bow, pi, pos), jaccard(bow, ref_i, ref_j), cfg.bins, zero_bin=True)
+    sel_len, ref_len = pair_bins(length_ratio(lengths, pi, pos), length_ratio(lengths, ref_i, ref_j), cfg.bins)
+    sel_bins, ref_bins = sel_jac * cfg.bins + sel_len, ref_jac * cfg.bins + ref_len
     e_pos = propensity(sel_bins, ref_bins, cfg.bins**2, cfg.smoothing)[sel_bins]
     pos_probs = torch.cat([torch.full((n, 1), cfg.self_prob), (1 - cfg.self_prob) * ipw_weights(e_pos, cfg.clip)], 1)
 
-    # hard negatives: surface top-k, propensity over semantic bins (teacher cosine)
-    neg = topk_within_shards(bow, cfg.k_neg, cfg.shard)  # word-set cosine (Ochiai), a Jaccard-like overlap
-    ref_cos = (sem[ref_i] * sem[ref_j]).sum(1)
+    # hard negatives: surface top-k without the anchor's positive candidates, propensity over semantic bins
+    surface = topk_within_shards(bow, cfg.k_neg + cfg.k_pos, cfg.shard)  # word-set cosine (Ochiai)
+    neg = exclude_candidates(surface, pos, cfg.k_neg)
     sel_cos = (sem[anchors[:, None]] * sem[neg]).sum(-1)
-    neg_bins = quantile_bins(sel_cos, ref_cos, cfg.bins)
-    e_neg = propensity(neg_bins, quantile_bins(ref_cos, ref_cos, cfg.bins), cfg.bins, cfg.smoothing)[neg_bins]
+    neg_bins, ref_cos_bins = pair_bins(sel_cos, (sem[ref_i] * sem[ref_j]).sum(1), cfg.bins)
+    e_neg = propensity(neg_bins, ref_cos_bins, cfg.bins, cfg.smoothing)[neg_bins]
     return PairTable(
         pos_candidates=torch.cat([anchors[:, None], pos], 1),
         pos_probs=pos_probs,

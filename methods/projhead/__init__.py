@@ -11,12 +11,15 @@ from methods.projhead.heads import ReweightHead, build_head, reweight_weights
 from methods.projhead.layers import backbone_stages, extract_layers, image_batches, layer_names
 from methods.projhead.probes import effective_rank, ridge_probe
 from methods.projhead.theory import (
+    DiagonalReLUNet,
+    SignMagnitudeFeatures,
     SpectralContrastiveLoss,
     SyntheticFeatures,
     TwoLayerLinear,
     feature_weights,
     population_spectral_loss,
     spectral_contrastive_loss,
+    train_diagonal_relu,
     train_two_layer,
 )
 from shared.registry import PaperCard, Reported
@@ -62,7 +65,9 @@ PAPER = PaperCard(
 __all__ = [
     "PAPER",
     "PRESETS",
+    "DiagonalReLUNet",
     "ReweightHead",
+    "SignMagnitudeFeatures",
     "SpectralContrastiveLoss",
     "SyntheticFeatures",
     "TwoLayerLinear",
@@ -80,5 +85,6 @@ __all__ = [
     "reweight_weights",
     "ridge_probe",
     "spectral_contrastive_loss",
+    "train_diagonal_relu",
     "train_two_layer",
 ]

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from methods.projhead.controlled import LINEAR, RELU, theory_preset
 from methods.projhead.heads import build_head
 from methods.projhead.layers import extract_layers, image_batches, layer_names
 from methods.projhead.probes import effective_rank, ridge_probe
@@ -531,5 +532,13 @@ PRESETS = {
         },
         default_seeds=1,
         analysis=analysis,
+    ),
+    "cpu-theory": theory_preset(
+        "cpu-theory",
+        LINEAR,
+        RELU,
+        "synthetic features, about a minute: diagonal ReLU net (features kept before the head, lost after it) and "
+        "the linear net's feature-drop sweep (p = 0, .5, .75, .9), pre vs post readouts, 3 seeds",
+        seeds=3,
     ),
 }

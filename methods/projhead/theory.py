@@ -196,3 +196,104 @@ def feature_weights(net: TwoLayerLinear, num_features: int) -> dict[str, list[fl
     eye = torch.eye(net.w1.shape[1], dtype=net.w1.dtype)[:num_features]
     h, z = net(eye)
     return {"pre": h.norm(dim=1).tolist(), "post": z.norm(dim=1).tolist()}
+
+
+# --- the non-linear case: a diagonal ReLU network (spec, CPU experiment 2) ---------------------
+
+
+@dataclass(frozen=True)
+class SignMagnitudeFeatures:
+    """K features, x_k = a_k · m_k · σ_k + view noise: a sign a_k = ±1 and a magnitude m_k ∈ {low, high},
+    both shared by the two views of a sample; each view adds its own N(0, noise²) (the augmentation).
+
+    The sign is odd in x_k, the magnitude even (|x_k|): a linear map of x keeps the sign but cannot
+    expose the magnitude linearly; a ReLU pair ReLU(u x_k), ReLU(−v x_k) holds both.
+    """
+
+    strengths: tuple[float, ...] = (1.0, 0.8, 0.6, 0.4)
+    magnitudes: tuple[float, float] = (0.5, 1.5)
+    noise: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not self.strengths or min(self.strengths) <= 0:
+            raise ValueError("need at least one feature, every strength positive")
+        if not 0 < self.magnitudes[0] < self.magnitudes[1]:
+            raise ValueError("magnitudes must be (low, high) with 0 < low < high")
+
+    @property
+    def k(self) -> int:
+        return len(self.strengths)
+
+    def latents(self, n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(signs a ∈ {±1}, is_high ∈ {0, 1}), each (n, K): the two downstream labels of every feature."""
+        a = torch.randint(0, 2, (n, self.k), generator=g, dtype=torch.float64) * 2 - 1
+        high = torch.randint(0, 2, (n, self.k), generator=g, dtype=torch.float64)
+        return a, high
+
+    def view(self, a: torch.Tensor, high: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        lo, hi = self.magnitudes
+        m = lo + (hi - lo) * high
+        x = a * m * torch.tensor(self.strengths, dtype=torch.float64)
+        return x + self.noise * torch.randn(x.shape, generator=g, dtype=torch.float64)
+
+
+class DiagonalReLUNet(nn.Module):
+    """h = [ReLU(u ⊙ x), ReLU(−v ⊙ x)] (a diagonal first layer: one ± pair of units per input coordinate),
+    z = W₂ h (float64). Starts balanced per unit: u_k = v_k = init_scale, each column of W₂ of norm
+    init_scale (random direction), so ‖first-layer weight‖² − ‖W₂ column‖² = 0 for every unit, the
+    quantity gradient flow conserves for a ReLU unit (positive homogeneity)."""
+
+    def __init__(self, k: int, d_out: int, init_scale: float = 0.1, seed: int = 0) -> None:
+        super().__init__()
+        if k < 1 or d_out < 1 or init_scale <= 0:
+            raise ValueError("dimensions must be positive and init_scale > 0")
+        g = torch.Generator().manual_seed(seed)
+        w2 = torch.randn(d_out, 2 * k, generator=g, dtype=torch.float64)
+        self.u = nn.Parameter(torch.full((k,), init_scale, dtype=torch.float64))
+        self.v = nn.Parameter(torch.full((k,), init_scale, dtype=torch.float64))
+        self.w2 = nn.Parameter(w2 / w2.norm(dim=0, keepdim=True) * init_scale)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.cat([torch.relu(self.u * x), torch.relu(-self.v * x)], dim=1)
+        return h, h @ self.w2.T
+
+    def unit_imbalance(self) -> torch.Tensor:
+        """Per hidden unit: (first-layer weight)² − ‖its W₂ column‖², conserved by gradient flow."""
+        return torch.cat([self.u, self.v]) ** 2 - self.w2.square().sum(0)
+
+
+def train_diagonal_relu(
+    data: SignMagnitudeFeatures,
+    d_out: int | None = None,
+    steps: int = 2000,
+    lr: float = 0.05,
+    batch: int = 256,
+    init_scale: float = 0.1,
+    seed: int = 0,
+) -> DiagonalReLUNet:
+    """SGD on the spectral contrastive loss of two views per sample (``d_out`` defaults to K: one output
+    dimension per feature, so the output has room for each sign but not for each magnitude as well)."""
+    net = DiagonalReLUNet(data.k, d_out or data.k, init_scale, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    opt = torch.optim.SGD(net.parameters(), lr=lr)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in range(steps):
+            a, high = data.latents(batch, g)
+            z1, z2 = net(data.view(a, high, g))[1], net(data.view(a, high, g))[1]
+            loss = spectral_contrastive_loss(z1, z2, gather_distributed=False)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(threads)
+    return net
+
+
+@torch.no_grad()
+def heldout_spectral_loss(net: DiagonalReLUNet, data: SignMagnitudeFeatures, n: int = 4096, seed: int = 0) -> float:
+    """The spectral loss on ``n`` fresh pairs drawn from a fixed ``seed`` (the same pairs for every network)."""
+    g = torch.Generator().manual_seed(seed)
+    a, high = data.latents(n, g)
+    return spectral_contrastive_loss(net(data.view(a, high, g))[1], net(data.view(a, high, g))[1], False).item()

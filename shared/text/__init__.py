@@ -8,7 +8,7 @@
 from shared.text.encoders import TextEncoder, load_encoder, minilm_path, tiny_bert_encoder
 from shared.text.sentences import TextBatches, load_sentences, load_wiki1m, load_wiki_sentences
 from shared.text.simcse import MLPHead, SentenceContrastive, SimCSE, SimCSELoss, simcse_loss
-from shared.text.sts import STSSet, evaluate_sts, load_sts, spearman
+from shared.text.sts import STSSet, evaluate_sts, length_bias, load_sts, spearman
 
 __all__ = [
     "MLPHead",
@@ -19,6 +19,7 @@ __all__ = [
     "TextBatches",
     "TextEncoder",
     "evaluate_sts",
+    "length_bias",
     "load_encoder",
     "load_sentences",
     "load_sts",

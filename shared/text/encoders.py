@@ -41,6 +41,10 @@ class TextEncoder(nn.Module):
     ``forward(input_ids, attention_mask)`` is the training path (dropout active in
     ``train()`` mode: SimCSE's augmentation); :meth:`encode` embeds raw sentences for
     evaluation (eval mode, no grad, length-sorted batches).
+
+    ``max_length`` is the *training* truncation (SimCSE's ``--max_seq_length 32``): :meth:`tokenize`
+    applies it. Evaluation is untruncated, as SimCSE's SentEval batcher (``padding=True``, no
+    ``max_length``): :meth:`encode` cuts only at the model's own limit, :attr:`eval_max_length`.
     """
 
     def __init__(self, model: nn.Module, tokenizer, pooling: str = "cls", max_length: int = 32) -> None:
@@ -56,10 +60,25 @@ class TextEncoder(nn.Module):
     def dim(self) -> int:
         return int(self.model.config.hidden_size)
 
-    def tokenize(self, sentences: list[str]) -> dict[str, torch.Tensor]:
-        """Pad to the longest sentence of the list, truncate at ``max_length`` tokens."""
+    @property
+    def eval_max_length(self) -> int:
+        """The longest input the model takes: the tokenizer's ``model_max_length`` capped by the
+        position embeddings (512 for BERT-base and MiniLM; 64 for the tests' tiny BERT)."""
+        limits = [int(self.tokenizer.model_max_length)]
+        positions = getattr(self.model.config, "max_position_embeddings", None)
+        if positions:
+            limits.append(int(positions))
+        return min(limits)
+
+    def tokenize(self, sentences: list[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
+        """Pad to the longest sentence of the list, truncate at ``max_length`` tokens (default: the
+        training ``self.max_length``)."""
         t = self.tokenizer(
-            list(sentences), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+            list(sentences),
+            padding=True,
+            truncation=True,
+            max_length=max_length or self.max_length,
+            return_tensors="pt",
         )
         return {"input_ids": t["input_ids"], "attention_mask": t["attention_mask"]}
 
@@ -71,8 +90,15 @@ class TextEncoder(nn.Module):
         return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1)
 
     @torch.no_grad()
-    def encode(self, sentences: list[str], batch_size: int = 128, bf16: bool = False) -> torch.Tensor:
-        """(n, d) float32 embeddings in input order; batches of similar length (less padding)."""
+    def encode(
+        self, sentences: list[str], batch_size: int = 128, bf16: bool = False, max_length: int | None = None
+    ) -> torch.Tensor:
+        """(n, d) float32 embeddings in input order; batches of similar length (less padding).
+
+        ``max_length=None`` (evaluation): untruncated up to :attr:`eval_max_length`; an integer
+        truncates there (e.g. the training length, to embed what training sees).
+        """
+        limit = max_length or self.eval_max_length
         was_training = self.training
         self.eval()
         device = next(self.parameters()).device
@@ -81,7 +107,7 @@ class TextEncoder(nn.Module):
         try:
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
-                tokens = {k: v.to(device) for k, v in self.tokenize([sentences[i] for i in idx]).items()}
+                tokens = {k: v.to(device) for k, v in self.tokenize([sentences[i] for i in idx], limit).items()}
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                     out[idx] = self(**tokens).float().cpu()
         finally:

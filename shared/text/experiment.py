@@ -33,7 +33,7 @@ from shared.losses import alignment, uniformity
 from shared.text.encoders import TextEncoder, load_encoder, tiny_bert_encoder
 from shared.text.sentences import TextBatches, load_sentences
 from shared.text.simcse import MLPHead, SentenceContrastive, SimCSE
-from shared.text.sts import evaluate_sts, load_sts
+from shared.text.sts import evaluate_sts, length_bias, load_sts
 
 
 def build_encoder(cfg: dict[str, Any]) -> TextEncoder:
@@ -67,10 +67,14 @@ def text_train_config(cfg: dict[str, Any], seed: int, epochs: int | None, progre
 
 
 def sts_evaluator(cfg: dict[str, Any], data_dir: str | None) -> Callable[[torch.nn.Module], dict[str, float]]:
-    """STS Spearman ×100 (+ alignment/uniformity on STS-B test) of ``model.encoder`` without the head.
+    """STS Spearman ×100 (+ alignment/uniformity and length bias on STS-B test) of ``model.encoder``
+    without the head.
 
     Alignment: pairs of STS-B test with gold ≥ 4; uniformity: all STS-B test sentences
-    (Wang & Isola, as SimCSE's analysis).
+    (Wang & Isola, as SimCSE's analysis). Length bias: Spearman ρ of cosine vs |word-count difference| on
+    4096 random pairs of distinct STS-B test sentences (:func:`shared.text.sts.length_bias`; unrelated
+    pairs, so ρ measures how much similarity follows length alone), signed (``length_bias``) and
+    absolute (``length_bias_abs``, the size of the bias).
     """
     sets = load_sts(data_dir, cfg.get("sts_source", "senteval"), cfg.get("sts_sets"))
     if cfg.get("sts_pairs"):
@@ -87,7 +91,10 @@ def sts_evaluator(cfg: dict[str, Any], data_dir: str | None) -> Callable[[torch.
             e2 = encoder.encode([b.sentences2[i] for i in close], batch, bf16)
             out["align"] = float(alignment(e1, e2))
             every = sorted(set(b.sentences1) | set(b.sentences2))
-            out["uniform"] = float(uniformity(encoder.encode(every, batch, bf16)))
+            every_emb = encoder.encode(every, batch, bf16)
+            out["uniform"] = float(uniformity(every_emb))
+            out["length_bias"] = length_bias(every_emb, [len(t.split()) for t in every])
+            out["length_bias_abs"] = abs(out["length_bias"])
         return out
 
     return evaluate
@@ -100,13 +107,17 @@ def train_text_arm(
 ) -> ArmResult:
     """Train one (arm, seed) and score STS at the end (metrics: each set, ``sts_avg``, align, uniform).
 
-    An ``untrained`` arm is scored at its start (no step, no shared file, no ``make_source``: the
-    plain sentence batches only give ``fit`` its epoch length).
+    An ``untrained`` arm is scored at its start (no step, no ``make_source``: the plain sentence
+    batches only give ``fit`` its epoch length); from a pretrained encoder that score does not
+    depend on the seed, so it is computed once and shared (``<hash>-start.json``).
     """
     cfg = run.config
     untrained = is_untrained(cfg)
     shared = cfg.get("share_baseline") and run.epochs is None and not untrained
     shared_file = _shared_file(run) if shared else None
+    if untrained and cfg["encoder"] != "tiny":
+        # a pretrained start scored without any head is the same network for every seed: score it once
+        shared_file = _shared_file(run, seed_independent=True)
     if shared_file is not None and shared_file.exists():
         saved = json.loads(shared_file.read_text())
         return ArmResult(saved["metrics"], saved["curve"], saved["evaluations"], saved["wall_seconds"])
@@ -150,9 +161,10 @@ def code_fingerprint() -> str:
     return digest.hexdigest()[:12]
 
 
-def _shared_file(run: ArmRun) -> Path:
+def _shared_file(run: ArmRun, seed_independent: bool = False) -> Path:
     key = config_hash({"config": run.config, "data_dir": run.data_dir, "code": code_fingerprint()})
-    return run.run_dir.parents[3] / "_text_shared" / f"{key}-seed{run.seed}.json"
+    name = f"{key}-start.json" if seed_independent else f"{key}-seed{run.seed}.json"
+    return run.run_dir.parents[3] / "_text_shared" / name
 
 
 # --- recipes shared by the sentence-embedding papers' presets ----------------------------

@@ -209,3 +209,22 @@ def evaluate_sts(encode: Encode, sets: dict[str, STSSet]) -> dict[str, float]:
         out[name] = 100 * spearman(cos, s.gold)
     out["sts_avg"] = float(np.mean([out[n] for n in sets]))
     return out
+
+
+def length_bias(embeddings: torch.Tensor, lengths: Sequence[int], pairs: int = 4096, seed: int = 0) -> float:
+    """Spearman ρ between the cosine of two embeddings and the difference of their lengths, |len_a − len_b|,
+    over ``pairs`` random pairs of distinct sentences (unrelated pairs: any structure is the length's).
+
+    An encoder whose similarity falls as lengths differ has ρ < 0; an unbiased one has ρ ≈ 0. The pairs
+    are drawn from a fixed ``seed``, so every model scored on the same sentences sees the same pairs.
+    """
+    n = len(lengths)
+    if embeddings.shape[0] != n or n < 2:
+        raise ValueError(f"need ≥ 2 sentences with one embedding each, got {embeddings.shape[0]} and {n} lengths")
+    g = torch.Generator().manual_seed(seed)
+    i = torch.randint(0, n, (pairs,), generator=g)
+    j = (i + torch.randint(1, n, (pairs,), generator=g)) % n  # never i itself
+    emb = torch.nn.functional.normalize(embeddings.double(), dim=1)
+    cos = (emb[i] * emb[j]).sum(1).numpy()
+    length = torch.as_tensor(list(lengths), dtype=torch.float64)
+    return spearman(cos, (length[i] - length[j]).abs().numpy())

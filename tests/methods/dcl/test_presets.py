@@ -183,3 +183,76 @@ def test_two_process_smoke_run_under_torchrun(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out" / "dcl").iterdir()) == ["smoke.json", "smoke_curves.png"]
     assert proc.stdout.count("record written to") == 1
     assert json.loads((tmp_path / "runs" / "dcl" / "smoke" / "dcl_b32" / "seed0" / "final.json").read_text())
+
+
+def test_sweep_arms_are_the_cpu_arm_with_only_loss_batch_and_tau_changed():
+    from methods.dcl.experiments import CPU_ARM, SWEEP_ARM
+
+    exp = PRESETS["cpu-sweep"]
+    assert {k for k in SWEEP_ARM if SWEEP_ARM[k] != CPU_ARM.get(k)} == {"train_per_class", "eval_every"}
+    trained = {a: c for a, c in exp.arms.items() if a != "untrained" and "derived" not in c}
+    batches = {c["batch_size"] for c in trained.values() if c["temperature"] == 0.1}
+    assert batches == {16, 32, 64, 256}
+    assert {c["temperature"] for c in trained.values() if c["batch_size"] == 32} == {0.1, 0.2, 0.5}
+    for arm, cfg in trained.items():
+        assert {k for k in cfg if cfg[k] != SWEEP_ARM.get(k)} <= {"loss", "batch_size", "temperature"}, arm
+        assert cfg["loss"] in ("infonce", "dcl") and arm.startswith(cfg["loss"])
+    assert exp.arms["untrained"] == untrained_arm(exp.arms["infonce_b16"])
+    assert exp.floor(list(exp.arms))["arm"] == "untrained" and exp.default_seeds == 3
+
+
+def test_sweep_headline_is_the_spec_claim():
+    exp = PRESETS["cpu-sweep"]
+    assert [(c.baseline, c.method, c.metric, c.direction) for c in exp.headline] == [
+        ("infonce_b16", "dcl_b16", "knn_top1", "greater"),
+        ("gain_b256", "gain_b16", "dcl_gain", "greater"),
+        ("tau_infonce", "tau_dcl", "tau_range", "less"),
+    ]
+    arms = exp.arms
+    assert list(arms["gain_b16"]["sources"]) == ["infonce_b16", "dcl_b16"]
+    assert arms["gain_b16"]["sources"]["dcl_b16"] == arms["dcl_b16"]
+    assert list(arms["tau_dcl"]["sources"]) == ["dcl_b32", "dcl_b32_t02", "dcl_b32_t05"]
+    # derived arms come after every arm they read (runs are seed-major in the preset's arm order)
+    order = list(arms)
+    for name, cfg in arms.items():
+        for source in cfg.get("sources", {}):
+            assert order.index(source) < order.index(name)
+
+
+def test_derived_arms_read_their_sources_runs_and_refuse_stale_ones(tmp_path):
+    """The sweep's plumbing end to end with a stand-in trainer: run keys, --precision, the derived numbers."""
+    import dataclasses
+
+    from methods.dcl import experiments as dcl_exp
+    from shared.experiment import ArmResult, ArmRun, run_experiment
+    from shared.results import RecordError
+
+    fake = {"infonce": 0.70, "dcl": 0.72}
+
+    def stand_in(run):
+        if "derived" in run.config:
+            return dcl_exp.derive(run)
+        cfg = run.config  # a made-up accuracy: loss, batch, τ and seed each move it; the floor sits at 0.5
+        if cfg.get("untrained"):
+            return ArmResult({"knn_top1": 0.5 + run.seed})
+        acc = fake[cfg["loss"]] + 0.01 * (cfg["batch_size"] == 16) * (cfg["loss"] == "dcl")
+        return ArmResult({"knn_top1": acc - 0.1 * (cfg["temperature"] - 0.1) * (cfg["loss"] == "infonce") + run.seed})
+
+    exp = dataclasses.replace(PRESETS["cpu-sweep"], train_arm=stand_in, default_seeds=2)
+    rec = run_experiment(
+        PAPER, exp, out_dir=tmp_path / "out", run_root=tmp_path / "runs", progress=False, precision="fp32"
+    )
+    arms = rec["arms"]
+    assert arms["gain_b16"]["dcl_gain"] == pytest.approx([0.03, 0.03])
+    assert arms["gain_b256"]["dcl_gain"] == pytest.approx([0.02, 0.02])
+    assert arms["tau_infonce"]["tau_range"] == pytest.approx([0.04, 0.04])
+    assert arms["tau_dcl"]["tau_range"] == pytest.approx([0.0, 0.0])
+    assert arms["gain_b16"]["knn_top1"] == pytest.approx([0.715, 1.715])  # the sources' mean, judged by the floor
+    assert [c["verdict"] for c in rec["comparisons"][:3]] == ["reproduced"] * 3  # judged, not under-trained
+    # a source trained with other settings is refused, a missing one named
+    root = tmp_path / "runs" / "dcl" / "cpu-sweep"
+    cfg = exp.arms["gain_b16"]
+    with pytest.raises(RecordError, match="other settings"):
+        dcl_exp.derive(ArmRun("gain_b16", cfg, 0, root / "gain_b16" / "seed0", False, None, None))  # no fp32
+    with pytest.raises(RecordError, match="run it first"):
+        dcl_exp.derive(ArmRun("gain_b16", cfg, 5, root / "gain_b16" / "seed5", False, None, None))

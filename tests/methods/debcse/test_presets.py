@@ -31,6 +31,7 @@ def test_smoke_run_learns_and_writes_a_valid_record(smoke):
     assert read_record(tmp / "out" / "debcse" / "smoke.json")["arms"] == rec["arms"]
     for arm, metrics in rec["arms"].items():
         assert set(metrics) >= {"sts12", "sts13", "sts14", "sts15", "sts16", "stsb", "sts_avg"}, arm
+        assert -1 <= metrics["length_bias"][0] <= 1 and metrics["length_bias_abs"][0] == abs(metrics["length_bias"][0])
     for arm, curve in rec["curves"].items():
         if arm == "untrained":
             continue  # the floor: no step, no curve
@@ -43,6 +44,10 @@ def test_cpu_preset_is_the_stated_comparison():
     assert set(exp.arms) == {"untrained", "simcse", "debcse"} and exp.default_seeds >= 3
     c = exp.comparisons[0]
     assert (c.baseline, c.method, c.metric) == ("simcse", "debcse", "sts_avg")
+    bias = [c for c in exp.comparisons if not c.headline]  # the spec's length-bias metric, secondary
+    assert [(c.baseline, c.method, c.metric, c.direction) for c in bias] == [
+        ("simcse", "debcse", "length_bias_abs", "less")
+    ]
     d = exp.arms["debcse"]
     assert d["encoder"] == "minilm" and d["temperature"] == 0.05 and d["hard_negatives"]
     assert ipw_config(d) == IPWConfig()

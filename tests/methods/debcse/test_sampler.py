@@ -4,7 +4,15 @@ import pytest
 import torch
 
 from methods.debcse import IPWConfig, build_pair_table, ipw_weights, propensity
-from methods.debcse.sampler import bag_of_words, jaccard, length_ratio, quantile_bins, topk_within_shards
+from methods.debcse.sampler import (
+    bag_of_words,
+    exclude_candidates,
+    jaccard,
+    length_ratio,
+    pair_bins,
+    quantile_bins,
+    topk_within_shards,
+)
 
 
 def test_weights_are_non_negative_and_sum_to_one():
@@ -46,6 +54,47 @@ def test_surface_features():
     assert quantile_bins(torch.tensor([0.1, 0.6, 0.9]), torch.linspace(0, 1, 101), 4).tolist() == [0, 2, 3]
 
 
+def test_zero_bin_splits_the_non_zero_mass():
+    """82 % zeros (the word Jaccard of random cpu pairs): plain quantile edges are all 0 and leave two bins;
+    the zero bin keeps 0 apart and cuts the non-zero values at their own quantiles."""
+    reference = torch.cat([torch.zeros(82), torch.linspace(0.01, 0.18, 18)])
+    collapsed = quantile_bins(reference, reference, 5)
+    assert set(collapsed.tolist()) == {0, 4}
+    b = quantile_bins(reference, reference, 5, zero_bin=True)
+    assert (b[:82] == 0).all() and torch.bincount(b[82:], minlength=5).tolist() == [0, 5, 4, 4, 5]
+    # hand case: non-zero reference 1..8, 3 quantile edges at 2.75, 4.5, 6.25 → bins 1..4
+    values = torch.tensor([0.0, 1.0, 3.0, 5.0, 7.0, 100.0])
+    assert quantile_bins(values, torch.tensor([0.0] * 20 + list(range(1, 9))), 5, zero_bin=True).tolist() == [
+        0,
+        1,
+        2,
+        3,
+        4,
+        4,
+    ]
+    with pytest.raises(ValueError, match="at least 2 bins"):
+        quantile_bins(values, values, 1, zero_bin=True)
+
+
+def test_pair_bins_pool_reference_and_candidates():
+    """Candidates far above the reference (semantic neighbours share words, random pairs do not) still
+    spread over several bins because the edges come from both pooled."""
+    g = torch.Generator().manual_seed(0)
+    reference = torch.where(torch.rand(4000, generator=g) < 0.82, 0.0, 0.05 * torch.rand(4000, generator=g))
+    candidates = 0.05 + 0.3 * torch.rand(800, generator=g)
+    sel, ref = pair_bins(candidates, reference, 5, zero_bin=True)
+    assert len(set(sel.tolist())) >= 3 and set(ref.tolist()) >= {0, 1}
+    assert len(set(quantile_bins(candidates, reference, 5).tolist())) == 1  # reference-only edges: one bin
+
+
+def test_exclude_candidates_keeps_order_and_skips_banned():
+    candidates = torch.tensor([[5, 3, 9, 1, 7], [2, 4, 6, 8, 0]])
+    banned = torch.tensor([[3, 1], [9, 9]])
+    assert exclude_candidates(candidates, banned, 3).tolist() == [[5, 9, 7], [2, 4, 6]]
+    with pytest.raises(ValueError, match="fewer than 4"):
+        exclude_candidates(candidates, banned, 4)
+
+
 def test_topk_excludes_self_and_stays_in_its_shard():
     f = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [1.0, 0.05], [0.05, 1.0]])
     nn_all = topk_within_shards(f, 1, shard=6)
@@ -73,6 +122,24 @@ def test_pair_table_shapes_and_probabilities(table):
     for p in (t.pos_probs, t.neg_probs):
         assert (p >= 0).all() and torch.allclose(p.sum(1), torch.ones(300, dtype=torch.float64))
     assert not (t.neg_candidates == torch.arange(300)[:, None]).any()
+
+
+def test_no_sentence_is_both_positive_and_hard_negative_of_one_anchor(table):
+    """The fixture's teacher is the bag of words itself, so semantic and surface neighbours mostly coincide:
+    the naive surface top-k overlaps the positives, the table's negatives never do (and never the anchor)."""
+    sentences, t = table
+    cfg = IPWConfig(k_pos=4, k_neg=5, ref_pairs=8, self_prob=0.3)
+    naive = topk_within_shards(bag_of_words(sentences, cfg.hash_dim), cfg.k_neg, cfg.shard)
+    overlap = lambda neg: (neg[:, :, None] == t.pos_candidates[:, None, :]).any(-1)  # noqa: E731
+    assert overlap(naive).any(1).float().mean() > 0.5  # the clash the table must avoid is common here
+    assert not overlap(t.neg_candidates).any()
+    # the negatives are the nearest surface neighbours once the positives are skipped, in order
+    surface = topk_within_shards(bag_of_words(sentences, cfg.hash_dim), cfg.k_neg + cfg.k_pos, cfg.shard)
+    assert torch.equal(t.neg_candidates, exclude_candidates(surface, t.pos_candidates[:, 1:], cfg.k_neg))
+    g = torch.Generator().manual_seed(3)
+    for _ in range(20):
+        pos, neg = t.sample(torch.arange(300), g)
+        assert not (pos == neg).any()
 
 
 def test_sampling_draws_from_the_candidates(table):

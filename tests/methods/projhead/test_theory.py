@@ -98,6 +98,55 @@ def test_balanced_start_gives_square_root_weights(one_thread):
     assert max(w["pre"]) / min(w["pre"]) < max(w["post"]) / min(w["post"])
 
 
+def test_unbalanced_random_start_keeps_its_imbalance_and_the_square_root_law_within_it(one_thread):
+    """From a Gaussian start with unequal widths the layers are not balanced, so the √ law is not exact;
+    the theory bounds how far off it is. With D = W₁W₁ᵀ − W₂ᵀW₂ and W = W₂W₁, the algebra
+    WᵀW = (W₁ᵀW₁)² − W₁ᵀDW₁ and Weyl's inequality give |s_i(W)² − s_i(W₁)⁴| ≤ ‖W₁ᵀDW₁‖; conservation
+    says D stays at its start D₀ (up to O(lr²) per step), so the tolerance is computed from D₀ and
+    the final W₁, plus ‖W₁‖²·‖D − D₀‖ for the discrete steps."""
+    data = SyntheticFeatures(strengths=(1.0, 0.8, 0.6, 0.4, 0.3), drop_p=(0.0, 0.5, 0.0, 0.0, 0.0), dim=8, noise=0.1)
+    pos, cov = data.moments()
+    net = TwoLayerLinear(8, 6, 10, init_scale=0.25, seed=3)  # Gaussian, d_in ≠ d_hidden ≠ d_out
+    w1, w2 = net.w1.detach().clone(), net.w2.detach().clone()
+    d0 = w1 @ w1.T - w2.T @ w2
+    start_loss = population_spectral_loss(w2 @ w1, pos, cov).item()
+    for _ in range(6000):
+        g = population_spectral_grad(w2 @ w1, pos, cov)
+        w1, w2 = w1 - 0.01 * w2.T @ g, w2 - 0.01 * g @ w1.T
+    assert population_spectral_loss(w2 @ w1, pos, cov).item() < start_loss - 3  # trained, far from the start
+    spectral = lambda m: torch.linalg.matrix_norm(m, 2).item()  # noqa: E731
+    drift = spectral(w1 @ w1.T - w2.T @ w2 - d0)
+    assert spectral(d0) > 0.5 and drift < 0.01 * spectral(d0)  # unbalanced, and the imbalance is conserved
+    s1, s = torch.linalg.svdvals(w1), torch.linalg.svdvals(w2 @ w1)[:6]
+    deviation = (s**2 - s1**4).abs()
+    tolerance = spectral(w1.T @ d0 @ w1) + spectral(w1) ** 2 * drift
+    assert (deviation <= tolerance).all()
+    assert deviation.max() > 0.1 and ((s1**2 - s).abs() / s).max() > 0.1  # the √ law itself does not hold here
+
+
+def test_diagonal_relu_net_starts_balanced_per_unit_and_conserves_it(one_thread):
+    """ReLU is positively homogeneous, so each hidden unit's (input weight)² − ‖output column‖² is conserved
+    by gradient flow: it stays 0 from the balanced start under small-step descent (O(lr) drift)."""
+    from methods.projhead.theory import DiagonalReLUNet, SignMagnitudeFeatures
+
+    data = SignMagnitudeFeatures()
+    net = DiagonalReLUNet(data.k, 4, init_scale=0.3, seed=0)
+    assert net.unit_imbalance().abs().max() < 1e-12
+    g = torch.Generator().manual_seed(0)
+    a, high = data.latents(256, g)
+    x1, x2 = data.view(a, high, g), data.view(a, high, g)
+    opt = torch.optim.SGD(net.parameters(), lr=1e-3)
+    u0 = net.u.detach().clone()
+    for _ in range(1000):
+        loss = spectral_contrastive_loss(net(x1)[1], net(x2)[1], False)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    moved = (net.u.detach() - u0).abs().max()
+    assert moved > 0.05  # the weights moved
+    assert net.unit_imbalance().abs().max() < 1e-3 * moved
+
+
 def test_two_process_equivalence():
     out = distributed_equivalence([("methods.projhead.theory:SpectralContrastiveLoss", {})], batch=8)
     for case in out:

@@ -41,7 +41,8 @@ def test_smoke_run_learns_and_writes_a_valid_record(smoke):
 
 def test_cpu_preset_is_the_stated_comparison():
     exp = PRESETS["cpu"]
-    assert set(exp.arms) == {"untrained", "simcse", "whitenedcse"} and exp.default_seeds >= 3
+    assert set(exp.arms) == {"untrained", "simcse", "whitenedcse", "whitenedcse_noshuffle", "whitenedcse_nowhiten"}
+    assert exp.default_seeds >= 3
     c = exp.comparisons[0]
     assert (c.baseline, c.method, c.metric) == ("simcse", "whitenedcse", "sts_avg")
     w = exp.arms["whitenedcse"]
@@ -50,6 +51,65 @@ def test_cpu_preset_is_the_stated_comparison():
     strip = lambda cfg: {k: v for k, v in cfg.items() if k not in method_keys}  # noqa: E731
     assert strip(exp.arms["simcse"]) == strip(w)  # same budget, same data
     assert w["batch_size"] * 100 == w["train_sentences"]  # 100 steps
+
+
+ABLATIONS = {"whitenedcse_noshuffle": {"shuffle": False}, "whitenedcse_nowhiten": {"whiten": False}}
+
+
+def test_each_ablation_arm_is_whitenedcse_with_one_part_switched_off():
+    arms, missing = PRESETS["cpu"].arms, object()
+    full = arms["whitenedcse"]
+    for name, change in ABLATIONS.items():
+        keys = full.keys() | arms[name].keys()
+        assert {k for k in keys if full.get(k, missing) != arms[name].get(k, missing)} == set(change), name
+        assert all(arms[name][k] == v for k, v in change.items())
+
+
+def test_ablation_comparisons_chain_from_simcse_to_whitenedcse():
+    """Secondary, paired on sts_avg: SimCSE → +positive → +whitening → +shuffle; the headline stays the claim."""
+    exp = PRESETS["cpu"]
+    chain = [(c.baseline, c.method) for c in exp.comparisons if not c.headline]
+    assert chain == [
+        ("simcse", "whitenedcse_nowhiten"),
+        ("whitenedcse_nowhiten", "whitenedcse_noshuffle"),
+        ("whitenedcse_noshuffle", "whitenedcse"),
+    ]
+    assert all(c.metric == "sts_avg" and c.direction == "greater" for c in exp.comparisons)
+    assert [(c.baseline, c.method) for c in exp.headline] == [("simcse", "whitenedcse")]
+
+
+def test_ablation_models_differ_from_whitenedcse_only_in_the_named_part():
+    """Same seed → the same weights; the head path differs only by the permutation (no shuffle) or the SGW
+    step (no whitening): checked against group_whiten and the plain head on the same views."""
+    from methods.whitenedcse import group_whiten
+
+    base = PRESETS["smoke"].arms["whitenedcse"]
+    models = {}
+    for name, change in {"whitenedcse": {}, **ABLATIONS}.items():
+        torch.manual_seed(0)
+        models[name] = build_model({**base, **change}).eval()
+    full, noshuffle, nowhiten = models.values()
+    reference = full.state_dict()
+    for m in (noshuffle, nowhiten):
+        state = m.state_dict()
+        assert state.keys() == reference.keys() and all(torch.equal(state[k], reference[k]) for k in state)
+        assert m.num_pos == full.num_pos == 3 and m.temperature == full.temperature
+    assert full.sgw.shuffle and not noshuffle.sgw.shuffle and nowhiten.sgw is None
+    assert repr(noshuffle.sgw).replace("shuffle=False", "shuffle=True") == repr(full.sgw)
+
+    h = torch.randn(3, 12, full.encoder.dim, generator=torch.Generator().manual_seed(1))
+    groups, eps = base["groups"], base["whiten_eps"]
+    with torch.no_grad():
+        plain = torch.stack([group_whiten(v, groups, None, eps) for v in h])
+        assert torch.allclose(noshuffle.head_views(h), full.head(plain), atol=1e-5)
+        torch.manual_seed(2)
+        perms = [torch.randperm(full.encoder.dim) for _ in range(3)]
+        torch.manual_seed(2)
+        shuffled = full.head_views(h)
+        expected = torch.stack([group_whiten(v, groups, p, eps) for v, p in zip(h, perms, strict=True)])
+        assert torch.allclose(shuffled, full.head(expected), atol=1e-5)
+        assert not torch.allclose(shuffled, noshuffle.head_views(h), atol=1e-3)
+        assert torch.allclose(nowhiten.head_views(h), full.head(h), atol=1e-6)
 
 
 def test_paper_preset_builds_and_steps_once(tmp_path):

@@ -81,6 +81,25 @@ def test_encoder_pooling_and_eval_determinism(tiny):
         TextEncoder(tiny.model, tiny.tokenizer, "max")
 
 
+def test_training_truncates_evaluation_does_not(tiny):
+    """tokenize cuts at the training max_length; encode (SimCSE's evaluation) reads the whole sentence,
+    up to the model's own limit (64 positions for the tiny BERT)."""
+    short = TextEncoder(tiny.model, tiny.tokenizer, "cls", max_length=4)
+    long_sentence = "the quick brown fox jumps over the lazy dog near the quiet river bank."
+    full = tiny.tokenizer([long_sentence], return_tensors="pt")
+    assert full["input_ids"].shape[1] > 4
+    assert short.tokenize([long_sentence])["input_ids"].shape[1] == 4
+    with torch.no_grad():
+        whole = short.eval()(full["input_ids"], full["attention_mask"])
+        cut = short(**short.tokenize([long_sentence]))
+    e = short.encode([long_sentence])
+    assert torch.allclose(e, whole, atol=1e-5) and not torch.allclose(e, cut, atol=1e-3)
+    assert torch.allclose(short.encode([long_sentence], max_length=4), cut, atol=1e-5)  # explicit truncation
+    assert short.eval_max_length == 64  # min(tokenizer's 512, position embeddings 64)
+    very_long = " ".join(["word"] * 200)
+    assert short.encode([very_long]).shape == (1, 16)  # cut at the model's limit, no index error
+
+
 def test_simcse_model_trains_with_dropout_views(tiny):
     torch.manual_seed(0)
     model = SimCSE(tiny, MLPHead(16), temperature=0.05).train()

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from shared.data.errors import DataUnavailableError
-from shared.text.sts import REPO_DATA, STSSet, evaluate_sts, load_sts, rankdata, spearman, sts_root
+from shared.text.sts import REPO_DATA, STSSet, evaluate_sts, length_bias, load_sts, rankdata, spearman, sts_root
 
 PAIRS = {"sts12": 3108, "sts13": 1500, "sts14": 3750, "sts15": 3000, "sts16": 1186, "stsb": 1379}
 
@@ -99,6 +99,32 @@ def test_bad_arguments():
         evaluate_sts(_bow_encoder, {})
     with pytest.raises(ValueError, match="differ in length"):
         STSSet("x", ["a"], ["b", "c"], np.zeros(1))
+
+
+def test_length_bias_against_a_loop_and_by_construction():
+    """ρ(cos, |Δlen|) over random pairs of distinct sentences: re-stated with a loop over the same pairs
+    (scipy's Spearman); an embedding that encodes length is biased (ρ < 0), one that ignores it is not."""
+    from scipy.stats import spearmanr
+
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(3, 40, (200,), generator=g).tolist()
+    pairs_g = torch.Generator().manual_seed(5)
+    i = torch.randint(0, 200, (500,), generator=pairs_g)
+    j = (i + torch.randint(1, 200, (500,), generator=pairs_g)) % 200
+    assert not (i == j).any()
+    emb = torch.randn(200, 8, generator=g, dtype=torch.float64)
+    cos = [
+        float(emb[a] @ emb[b] / (emb[a].norm() * emb[b].norm())) for a, b in zip(i.tolist(), j.tolist(), strict=True)
+    ]
+    dlen = [abs(lengths[a] - lengths[b]) for a, b in zip(i.tolist(), j.tolist(), strict=True)]
+    assert length_bias(emb, lengths, pairs=500, seed=5) == pytest.approx(spearmanr(cos, dlen).statistic, abs=1e-12)
+    assert abs(length_bias(emb, lengths)) < 0.1  # random directions: no length structure
+    angle = torch.tensor(lengths, dtype=torch.float64) / 40 * (torch.pi / 2)
+    by_length = torch.stack([angle.cos(), angle.sin()], 1)  # cosine falls exactly as lengths differ
+    # −1 up to tied |Δlen| (integers) whose equal cosines differ in the last bits and so get split ranks
+    assert length_bias(by_length, lengths) == pytest.approx(-1.0, abs=2e-3)
+    with pytest.raises(ValueError, match="one embedding each"):
+        length_bias(emb[:3], lengths)
 
 
 def test_hub_road_fails_clearly_offline():

@@ -237,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     except (UnknownPaperError, ValueError, TypeError, DataUnavailableError, NonFiniteLossError, RecordError) as exc:
         print(f"repro: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, (UnknownPaperError, ValueError, TypeError)) else 1
+    except BrokenPipeError:
+        raise  # stdout closed early (`repro show dcl | head`): not an error, see entry_point
     except OSError as exc:
         print(f"repro: error: {exc}", file=sys.stderr)
         return 1

@@ -237,8 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UnknownPaperError, ValueError, TypeError, DataUnavailableError, NonFiniteLossError, RecordError) as exc:
         print(f"repro: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, (UnknownPaperError, ValueError, TypeError)) else 1
-    except BrokenPipeError:
-        raise  # stdout closed early (`repro show dcl | head`): not an error, see entry_point
+    except BrokenPipeError:  # stdout closed early (`repro show dcl | head`): not an error
+        _silence_stdout()
+        return 0
     except OSError as exc:
         print(f"repro: error: {exc}", file=sys.stderr)
         return 1
@@ -251,16 +252,19 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def entry_point() -> None:
-    """The console script: ``main`` with a quiet exit when stdout is closed early (``repro show dcl | head``)."""
-    try:
-        code = main()
-        sys.stdout.flush()
-    except BrokenPipeError:
-        code = 0
-    # stdout may be a dead pipe: point it at devnull so the interpreter's final flush is silent
+def _silence_stdout() -> None:
+    """Point stdout at devnull, so the interpreter's final flush into a closed pipe stays quiet."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
+
+
+def entry_point() -> None:
+    """The console script (``repro``)."""
+    code = main()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
     sys.exit(code)
 
 

@@ -131,3 +131,14 @@ def tiny_backbone_model(seed: int = 0) -> torch.nn.Module:
     model = torch.nn.Module()
     model.backbone = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
     return model
+
+
+def assert_floor_trained_nothing(record: dict, runs: Path, baseline: str, floor: str = "untrained") -> None:
+    """A smoke record's floor arm: the baseline's metric keys, no training curve, zero optimiser steps
+    (while the baseline took some), read from each run's ``run_stats.json`` under ``runs`` (seed 0)."""
+    import json
+
+    assert set(record["arms"][floor]) == set(record["arms"][baseline])
+    assert record["curves"][floor] == []
+    assert json.loads((runs / floor / "seed0" / "run_stats.json").read_text())["steps"] == 0
+    assert json.loads((runs / baseline / "seed0" / "run_stats.json").read_text())["steps"] > 0

@@ -14,7 +14,7 @@ import argparse
 
 import torch
 
-from methods.cacr.experiments import CPU_ARMS, build_model, make_loss
+from methods.cacr.experiments import BALANCED_ARMS, build_model, make_loss
 from shared.benchmark import time_call, training_step_fn
 from shared.data import load_fashion_mnist
 from shared.multicrop import crop_groups
@@ -22,7 +22,7 @@ from shared.multicrop import crop_groups
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--batch", type=int, default=128)
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--data-dir", default=None)
     args = p.parse_args()
@@ -31,7 +31,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {threads} threads, bf16 autocast, channels_last, batch {args.batch}")
     print(f"{'arm':>18} {'step ms':>9} {'loss ms':>9} {'share':>7}")
     for arm in ("cacr_bal", "simclr_bal", "align_uniform_bal"):
-        cfg = CPU_ARMS[arm]
+        cfg = BALANCED_ARMS[arm]
         torch.manual_seed(0)
         model = build_model(cfg).to(memory_format=torch.channels_last)
         step = time_call(training_step_fn(model, {"images": images}), repeats=args.repeats)["median_ms"]

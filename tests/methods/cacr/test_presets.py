@@ -49,25 +49,30 @@ def test_smoke_run_learns_and_writes_a_valid_record(smoke):
     assert '"ca"' in first and '"cr"' in first
 
 
-def test_cpu_preset_is_the_stated_comparison():
-    exp = PRESETS["cpu"]
-    trained = {f"{m}_{s}" for m in ("cacr", "simclr", "align_uniform") for s in ("lt", "bal")}
-    assert set(exp.arms) == trained | {"untrained"}
-    assert exp.default_seeds >= 3
-    head = exp.comparisons[0]
-    assert (head.baseline, head.method, head.metric) == ("simclr_lt", "cacr_lt", "knn_top1")
-    for c in exp.comparisons:
-        assert c.method.startswith("cacr_")
-    for name in trained:
-        cfg = exp.arms[name]
-        assert cfg["data"] == "fashion_mnist"
-        assert cfg["tau_neg"] == 0.9 and cfg["tau_pos"] == 1.0 and cfg["alpha"] == cfg["beta"] == 1.0
-        assert (cfg.get("imbalance_ratio") == 0.1) == name.endswith("_lt")
-    # the arms of a split differ only in the loss: same backbone, crops, epochs, batch
-    for split in ("lt", "bal"):
+def test_cpu_presets_are_the_stated_comparison():
+    """cpu: the long-tailed arms (the headline); cpu-balanced: the same arms on the balanced split."""
+    for preset, split in (("cpu", "lt"), ("cpu-balanced", "bal")):
+        exp = PRESETS[preset]
+        trained = {f"{m}_{split}" for m in ("cacr", "simclr", "align_uniform")}
+        assert set(exp.arms) == trained | {"untrained"}
+        assert exp.default_seeds >= 3
+        head = exp.comparisons[0]
+        assert (head.baseline, head.method, head.metric) == (f"simclr_{split}", f"cacr_{split}", "knn_top1")
+        for c in exp.comparisons:
+            assert c.method.startswith("cacr_")
+        for name in trained:
+            cfg = exp.arms[name]
+            assert cfg["data"] == "fashion_mnist" and cfg["batch_size"] == 128  # the official batch
+            assert cfg["tau_neg"] == 0.9 and cfg["tau_pos"] == 1.0 and cfg["alpha"] == cfg["beta"] == 1.0
+            assert (cfg.get("imbalance_ratio") == 0.1) == (split == "lt")
+        # the arms of a split differ only in the loss: same backbone, crops, epochs, batch
         same = [{k: v for k, v in exp.arms[f"{m}_{split}"].items() if k != "loss"} for m in ("cacr", "simclr")]
         assert same[0] == same[1]
         assert len(same[0]["crops"]) == 2 and same[0]["crops"][1][0] >= 2  # local crops: several positives
+    # the two splits differ only in the split: one budget, one floor
+    lt, bal = PRESETS["cpu"].arms["cacr_lt"], PRESETS["cpu-balanced"].arms["cacr_bal"]
+    assert {k for k in lt if lt[k] != bal.get(k)} == {"train_per_class", "imbalance_ratio"}
+    assert PRESETS["cpu"].arms["untrained"] == PRESETS["cpu-balanced"].arms["untrained"]
 
 
 def test_floor_arm_and_headline():

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from methods.swav import SwAVLoss, sinkhorn
-from methods.swav.experiments import ABLATION_ARMS, build_model
+from methods.swav.experiments import CPU_ARMS, build_model
 from shared.benchmark import time_call, training_step_fn
 from shared.data import load_fashion_mnist
 from shared.multicrop import crop_groups
@@ -33,7 +33,7 @@ def main() -> None:
     b = args.batch
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, bf16 autocast, channels_last, batch {b}")
     print(f"{'arm':>16} {'step ms':>9} {'swav ms':>9} {'sinkhorn ms':>12} {'share':>7}")
-    for arm, cfg in ABLATION_ARMS.items():
+    for arm, cfg in CPU_ARMS.items():
         torch.manual_seed(0)
         model = build_model(cfg, 78).to(memory_format=torch.channels_last)
         step = time_call(training_step_fn(model, {"images": images}), repeats=args.repeats)["median_ms"]

@@ -126,7 +126,7 @@ def memory_size(memory_scale: int, num_clusters: int, batch_size: int) -> int:
 class DyCE(nn.Module):
     """One clustered memory of ``dim``-dimensional embeddings (BECLR keeps three: z̄, p, z).
 
-    Call :meth:`update` with the (detached) embeddings of a step (every rank's are gathered),
+    Call :meth:`update` with the (detached) embeddings of a step (every rank's are gathered, view by view),
     then :meth:`enhance` to append each row's top-k in-cluster neighbours.
 
     Example:
@@ -205,11 +205,20 @@ class DyCE(nn.Module):
         self.prototypes.copy_(torch.where(sizes[:, None] > 0, new, self.prototypes))
 
     @torch.no_grad()
-    def update(self, z: torch.Tensor, gather: bool = True) -> None:
-        """Path II: enqueue this step's embeddings (with OT labels once clustered); cluster when first full."""
+    def update(self, z: torch.Tensor, gather: bool = True, views: int = 2) -> None:
+        """Path II: enqueue this step's embeddings (with OT labels once clustered); cluster when first full.
+
+        ``z`` stacks ``views`` equal blocks ``[v_1; v_2; …]``. With ``gather`` each view is gathered
+        separately, so the memory receives ``[v_1 of every rank; v_2 of every rank; …]``: the layout of
+        one process holding the whole batch (k-means's initialisation depends on the order of the rows).
+        """
         if z.ndim != 2 or z.shape[1] != self.dim:
             raise ValueError(f"embeddings must have shape (rows, {self.dim}), got {tuple(z.shape)}")
-        z = gather_no_grad(z.detach()) if gather else z.detach()
+        z = z.detach()
+        if gather:
+            if z.shape[0] % views:
+                raise ValueError(f"{z.shape[0]} rows cannot be split into {views} views")
+            z = torch.cat([gather_no_grad(v) for v in z.chunk(views)])
         if not self.ready and int(self.count) >= self.config.size:
             self.cluster()
         if self.ready:

@@ -147,3 +147,5 @@ def test_errors():
         mem.enhance(torch.randn(4, 8))
     with pytest.raises(ValueError, match="multiple"):
         mem.update(torch.randn(5, 8), gather=False)
+    with pytest.raises(ValueError, match="views"):
+        mem.update(torch.randn(5, 8))  # gathered view by view: [v_1; v_2] must split evenly

@@ -259,16 +259,17 @@ def hub_linear_evaluation(arm: HubArm) -> Evaluator:
 
 def hub_knn_evaluator(cfg: Mapping[str, Any], data: HubDataset, train: Any, test: Any) -> Evaluator:
     """Weighted kNN top-1 (k = ``knn_k``, 200 by default; T = 0.1) of ``model.backbone`` on ``test``, with every
-    ``knn_bank_stride``-th training image (all by default) as the bank."""
+    ``knn_bank_stride``-th training image (all by default) as the bank; features through ``workers``
+    DataLoader workers (8 by default)."""
     stride = cfg.get("knn_bank_stride", 1)
     bank = train if stride == 1 else train.select(range(0, len(train), stride))
     bank_images, test_images = eval_images(cfg, data, bank), eval_images(cfg, data, test)
-    k = cfg.get("knn_k", 200)
+    k, workers = cfg.get("knn_k", 200), cfg.get("workers", 8)
 
     def evaluate(model: nn.Module) -> dict[str, float]:
         device = next(model.parameters()).device
-        ftr, ytr = loader_features(model.backbone, bank_images, device=device)
-        fte, yte = loader_features(model.backbone, test_images, device=device)
+        ftr, ytr = loader_features(model.backbone, bank_images, device=device, workers=workers)
+        fte, yte = loader_features(model.backbone, test_images, device=device, workers=workers)
         return {"knn_top1": knn_accuracy(ftr, ytr, fte, yte, data.num_classes, k=k, temperature=0.1)}
 
     return evaluate

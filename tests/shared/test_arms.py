@@ -11,6 +11,7 @@ from shared.arms import (
     HubArm,
     InMemoryArm,
     Splits,
+    eval_images,
     hub_knn_evaluator,
     hub_linear_evaluator,
     knn_evaluation,
@@ -22,6 +23,7 @@ from shared.augment import AugmentConfig, BatchedSimCLRAugment
 from shared.data.hub import CIFAR10, CIFAR100, IMAGENET_1K, HubDataset
 from shared.data.splits import SHAPES_RGB
 from shared.engine import TrainConfig
+from shared.evaluation import knn_accuracy, loader_features
 from shared.experiment import ArmRun, untrained_arm
 from shared.heads import mlp_head
 from shared.losses import InfoNCELoss
@@ -156,7 +158,8 @@ def test_hub_dataset_arrays_and_keys(monkeypatch):
     assert train.images.dtype == torch.uint8 and train.images.shape == (4, 3, 8, 8)
     assert train.images.is_contiguous() and train.labels.tolist() == [0, 1, 2, 3]
     assert train.name == "cifar10-train" and train.num_classes == 10
-    assert torch.equal(train.images[1], torch.as_tensor(np.asarray(rows["train"][1]["img"])).permute(2, 0, 1))
+    first = np.array(rows["train"][1]["img"])
+    assert torch.equal(train.images[1], torch.from_numpy(first).permute(2, 0, 1))
     assert CIFAR100.keys == {"image_key": "img", "label_key": "fine_label"}
     assert IMAGENET_1K.test_split == "validation" and IMAGENET_1K.num_classes == 1000
 
@@ -167,11 +170,13 @@ def test_hub_evaluators():
     train, test = fake_split([0, 1] * 10), fake_split([0, 1] * 4, seed=1)
     out = hub_linear_evaluator(cfg, data, train, test)(tiny_backbone_model())
     assert set(out) == {"linear_top1", "knn_top1"} and out["linear_top1"] == 1.0
+    model = tiny_backbone_model()
     for stride in (1, 2):
-        out = hub_knn_evaluator({**cfg, "knn_bank_stride": stride, "knn_k": 3}, data, train, test)(
-            tiny_backbone_model()
-        )
-        assert out == {"knn_top1": 1.0}
+        knn_cfg = {**cfg, "knn_bank_stride": stride, "knn_k": 3}
+        out = hub_knn_evaluator(knn_cfg, data, train, test)(model)
+        ftr, ytr = loader_features(model.backbone, eval_images(knn_cfg, data, train[::stride]), workers=0)
+        fte, yte = loader_features(model.backbone, eval_images(knn_cfg, data, test), workers=0)
+        assert out == {"knn_top1": knn_accuracy(ftr, ytr, fte, yte, 2, k=3, temperature=0.1)}
 
 
 def test_train_on_hub_end_to_end(tmp_path, monkeypatch):

@@ -80,6 +80,12 @@ def untrained_arm(config: dict[str, Any]) -> dict[str, Any]:
     return {**config, UNTRAINED: True}
 
 
+def with_floor(arms: dict[str, dict[str, Any]], baseline: str) -> dict[str, dict[str, Any]]:
+    """``arms`` with the floor arm first: ``untrained``, the arm ``baseline`` (the headline's baseline)
+    at its seed's initialisation, scored by the same evaluation."""
+    return {UNTRAINED: untrained_arm(arms[baseline]), **arms}
+
+
 def is_untrained(config: dict[str, Any]) -> bool:
     return bool(config.get(UNTRAINED, False))
 
@@ -596,4 +602,5 @@ __all__ = [
     "run_experiment",
     "summary_table",
     "untrained_arm",
+    "with_floor",
 ]

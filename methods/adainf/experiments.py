@@ -23,13 +23,15 @@ import torch
 from methods.adainf.augment import STRENGTHS, strength
 from methods.adainf.generator import GeneratorConfig, check_generated_npz, generated_set, load_generated_npz
 from methods.adainf.inflation import InflatedBatches, InflatedData
-from shared.augment import BatchedSimCLRAugment, to_model_input
+from shared.arms import Evaluator, InMemoryArm, Splits, preprocess_for, train_in_memory
+from shared.augment import BatchedSimCLRAugment
 from shared.backbones import build_backbone
 from shared.data.arrays import ImageArrays
+from shared.data.hub import CIFAR10
 from shared.data.splits import small_image_splits
-from shared.engine import TrainConfig, fit
+from shared.engine import TrainConfig
 from shared.evaluation import extract_features, knn_accuracy, linear_probe
-from shared.experiment import ArmResult, ArmRun, Comparison, Experiment, is_untrained, untrained_arm
+from shared.experiment import ArmResult, ArmRun, Comparison, Experiment, is_untrained, with_floor
 from shared.heads import mlp_head
 from shared.losses import InfoNCELoss
 from shared.ssl import TwoViewContrastive
@@ -78,15 +80,14 @@ def inflated_data(cfg: dict[str, Any], real: ImageArrays) -> tuple[InflatedData,
     return InflatedData(real, gen.data, copies), info
 
 
-def real_only_evaluator(bank: ImageArrays, test: ImageArrays, cfg: dict[str, Any]):
+def real_only_evaluator(bank: ImageArrays, test: ImageArrays, cfg: dict[str, Any]) -> Evaluator:
     """kNN top-1 (k = 200, T = 0.1) and a linear probe on frozen backbone features, on real labelled
     images only: generated images (label −1) never enter the evaluation."""
     for split in (bank, test):
         if bool((split.labels < 0).any()):
             raise ValueError(f"{split.name} holds generated images (label -1); evaluation uses real data only")
 
-    def preprocess(x: torch.Tensor) -> torch.Tensor:
-        return to_model_input(x, cfg["image_size"], tuple(cfg["mean"]), tuple(cfg["std"]))
+    preprocess = preprocess_for(cfg)
 
     def evaluate(model: torch.nn.Module) -> dict[str, float]:
         net = model.backbone
@@ -107,33 +108,25 @@ def train_config(cfg: dict[str, Any], seed: int, epochs: int | None, progress: b
     return TrainConfig.from_arm(cfg, seed, epochs, progress)
 
 
-def train_small(run: ArmRun) -> ArmResult:
-    """One (arm, seed): fit/load the generator, inflate, train SimCLR a fixed number of steps, evaluate.
-
-    The ``untrained`` floor fits no generator and takes no step (``fit`` with 0 epochs only evaluates):
-    the same network at its seed's initialisation, scored by the same evaluation.
-    """
+def inflated_splits(run: ArmRun) -> Splits:
+    """The small splits with D, the arm's inflation of the real training set, to train on (the generator's
+    fit in the extras). The ``untrained`` floor fits no generator."""
     cfg = run.config
     real, bank, test = small_image_splits(cfg, run.data_dir)
     if is_untrained(cfg):
-        data, info = InflatedData(real), {"generator": None}
-    else:
-        data, info = inflated_data(cfg, real)
-    torch.manual_seed(run.seed)  # paired seeds: same initialisation for every arm of a seed
-    model = build_model(cfg)
-    tc = train_config(cfg, run.seed, run.epochs, run.progress)
-    source = InflatedBatches(data, tc.batch_size)
-    result = fit(
-        model,
-        source,
-        tc,
-        run.run_dir,
-        resume=run.resume,
-        evaluate=real_only_evaluator(bank, test, cfg),
-        desc=f"{run.arm} s{run.seed}",
-    )
-    extras = {
-        **info,
+        return Splits(InflatedData(real), bank, test, {"generator": None})
+    data, info = inflated_data(cfg, real)
+    return Splits(data, bank, test, info)
+
+
+def real_only_evaluation(arm: InMemoryArm) -> Evaluator:
+    return real_only_evaluator(arm.bank, arm.test, arm.config)
+
+
+def inflation_extras(arm: InMemoryArm, model: torch.nn.Module, evaluate: Evaluator) -> dict[str, Any]:
+    """The sizes of D and the real share of its draws: expected, and as drawn by the run."""
+    data, source = arm.train, arm.source
+    return {
         "copies": data.copies,
         "num_real": data.num_real,
         "num_generated": data.num_generated,
@@ -143,14 +136,26 @@ def train_small(run: ArmRun) -> ArmResult:
         "drawn": source.drawn,
         "drawn_real": source.drawn_real,
     }
-    return ArmResult(result.final_metrics(), result.history, result.evaluations, result.wall_seconds, extras)
+
+
+def train_small(run: ArmRun) -> ArmResult:
+    """One (arm, seed): fit/load the generator, inflate, train SimCLR a fixed number of steps, evaluate.
+
+    The ``untrained`` floor fits no generator and takes no step (``fit`` with 0 epochs only evaluates):
+    the same network at its seed's initialisation (paired seeds), scored by the same evaluation.
+    """
+    return train_in_memory(
+        run,
+        lambda arm: build_model(arm.config),
+        train_config,
+        real_only_evaluation,
+        splits=inflated_splits,
+        batches=InflatedBatches,
+        extras=inflation_extras,
+    )
 
 
 # --- paper scale -----------------------------------------------------------------------
-
-CIFAR10 = "uoft-cs/cifar10"
-CIFAR10_OFFLINE = "no offline copy of CIFAR-10 ships with the project; the paper preset needs the hub"
-CIFAR10_CLASSES = tuple(str(i) for i in range(10))
 
 
 def generated_npz_path(cfg: dict[str, Any]) -> str | None:
@@ -182,6 +187,15 @@ def check_generated_data(arms: dict[str, dict[str, Any]]) -> None:
             raise type(exc)(f"arm {arm!r}: {exc}") from exc
 
 
+def cifar10_inflated_splits(run: ArmRun) -> Splits:
+    """CIFAR-10 from the hub in memory, the real training set inflated with the arm's generated .npz."""
+    cfg = run.config
+    copies = inflation_copies(cfg["inflation"])
+    generated = load_generated_npz(generated_npz_path(cfg), CIFAR10.classes) if copies > 0 else None
+    real, test = CIFAR10.arrays("train"), CIFAR10.arrays("test")
+    return Splits(InflatedData(real, generated, max(1, copies)), real, test)
+
+
 def train_paper(run: ArmRun) -> ArmResult:
     """CIFAR-10 (hub) inflated with a user-supplied generated .npz; needs a GPU (``accelerate launch``).
 
@@ -189,33 +203,15 @@ def train_paper(run: ArmRun) -> ArmResult:
     config first), before any download or training: a missing or unreadable file stops the first arm
     (the no-inflation baseline) instead of the second, after a full baseline run.
     """
-    from shared.data.hub import load_hub_split
-
-    cfg = run.config
-    check_generated_data({run.arm: cfg, **{a: c for a, c in PRESETS["paper"].arms.items() if a != run.arm}})
-    copies = inflation_copies(cfg["inflation"])
-    generated = load_generated_npz(generated_npz_path(cfg), CIFAR10_CLASSES) if copies > 0 else None
-
-    def arrays(split: str) -> ImageArrays:
-        ds = load_hub_split(CIFAR10, split, CIFAR10_OFFLINE)
-        images = torch.from_numpy(np.stack([np.asarray(im) for im in ds["img"]])).permute(0, 3, 1, 2).contiguous()
-        return ImageArrays(images, torch.as_tensor(ds["label"]), CIFAR10_CLASSES, f"cifar10-{split}")
-
-    real, test = arrays("train"), arrays("test")
-    data = InflatedData(real, generated, max(1, inflation_copies(cfg["inflation"])))
-    torch.manual_seed(run.seed)
-    model = build_model(cfg)
-    tc = train_config(cfg, run.seed, run.epochs, run.progress)
-    result = fit(
-        model,
-        InflatedBatches(data, tc.batch_size),
-        tc,
-        run.run_dir,
-        resume=run.resume,
-        evaluate=real_only_evaluator(real, test, cfg),
-        desc=run.arm,
+    check_generated_data({run.arm: run.config, **{a: c for a, c in PRESETS["paper"].arms.items() if a != run.arm}})
+    return train_in_memory(
+        run,
+        lambda arm: build_model(arm.config),
+        train_config,
+        real_only_evaluation,
+        splits=cifar10_inflated_splits,
+        batches=InflatedBatches,
     )
-    return ArmResult(result.final_metrics(), result.history, result.evaluations, result.wall_seconds)
 
 
 # --- analysis ------------------------------------------------------------------------------
@@ -367,11 +363,6 @@ def _grid(base: dict, cells: list[tuple[str, str]]) -> dict[str, dict]:
     return dict(_arm(base, i, a) for i, a in cells)
 
 
-def _with_floor(arms: dict[str, dict]) -> dict[str, dict]:
-    """The floor arm first: the headline baseline ``none_strong`` at its seed's initialisation."""
-    return {"untrained": untrained_arm(arms["none_strong"]), **arms}
-
-
 FULL_GRID = [(i, a) for a in STRENGTHS for i in INFLATIONS]
 
 
@@ -403,7 +394,7 @@ PRESETS = {
         preset="smoke",
         description="seconds: shapes 32 px, PCA+GMM generator, none vs AdaInf, 3 epochs, 1 seed",
         claim=CLAIM,
-        arms=_with_floor(_grid(SMOKE_ARM, [("none", "strong"), ("adainf", "weak")])),
+        arms=with_floor(_grid(SMOKE_ARM, [("none", "strong"), ("adainf", "weak")]), "none_strong"),
         comparisons=comparisons("knn_top1")[:1],
         train_arm=train_small,
         setting={
@@ -418,7 +409,7 @@ PRESETS = {
         preset="cpu",
         description="Fashion-MNIST 2k real + 40k PCA+GMM generated, {none, vanilla, AdaInf} × {strong, weak}, 3 seeds",
         claim=CLAIM,
-        arms=_with_floor(_grid(CPU_ARM, FULL_GRID)),
+        arms=with_floor(_grid(CPU_ARM, FULL_GRID), "none_strong"),
         comparisons=comparisons("linear_top1"),
         train_arm=train_small,
         setting={

@@ -12,6 +12,7 @@ backbone gives weighted-kNN top-1.
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -20,14 +21,24 @@ from torch import nn
 from methods.clbehaviour.analysis import analyse_sweep
 from methods.clbehaviour.loss import ContrastiveLoss
 from methods.clbehaviour.metrics import similarity_histograms, tolerance, uniformity_loss
-from shared.augment import AugmentConfig, BatchedSimCLRAugment, eval_transform, simclr_transform, to_model_input
+from shared.arms import (
+    Evaluator,
+    HubArm,
+    InMemoryArm,
+    Splits,
+    preprocess_for,
+    small_splits,
+    train_in_memory,
+    train_on_hub,
+)
+from shared.augment import AugmentConfig, BatchedSimCLRAugment
 from shared.backbones import build_backbone
 from shared.data.arrays import ImageArrays, subset_per_class
-from shared.data.hub import HubImages, HubViews, load_hub_split
-from shared.data.splits import FASHION_MNIST_28, SHAPES_RGB, small_image_splits
-from shared.engine import InMemoryBatches, LoaderBatches, TrainConfig, fit
+from shared.data.hub import CIFAR100
+from shared.data.splits import FASHION_MNIST_28, SHAPES_RGB
+from shared.engine import TrainConfig
 from shared.evaluation import extract_features, knn_accuracy, loader_features
-from shared.experiment import ArmResult, ArmRun, Comparison, Experiment, untrained_arm
+from shared.experiment import ArmResult, ArmRun, Comparison, Experiment, with_floor
 from shared.heads import mlp_head
 from shared.ssl import TwoViewContrastive
 
@@ -73,9 +84,7 @@ class SmallEvaluator:
     def __init__(self, cfg: dict[str, Any], bank: ImageArrays, test: ImageArrays) -> None:
         self.cfg, self.bank, self.test = cfg, bank, test
         self.last: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
-        return to_model_input(x, self.cfg["image_size"], tuple(self.cfg["mean"]), tuple(self.cfg["std"]))
+        self.preprocess = preprocess_for(cfg)
 
     @torch.no_grad()
     def __call__(self, model: nn.Module) -> dict[str, float]:
@@ -92,29 +101,34 @@ class SmallEvaluator:
         return {"knn_top1": knn, **embedding_metrics(fte, z, self.test.labels)}
 
 
+def subset_test_splits(run: ArmRun) -> Splits:
+    """The small splits; on Fashion-MNIST the test split is cut to ``test_per_class`` images per class."""
+    splits, cfg = small_splits(run), run.config
+    if cfg.get("test_per_class") and cfg["data"] == "fashion_mnist":
+        return replace(splits, test=subset_per_class(splits.test, cfg["test_per_class"]))
+    return splits
+
+
+def histogram_extras(arm: InMemoryArm, model: nn.Module, evaluate: SmallEvaluator) -> dict[str, Any]:
+    """The similarity histograms of the last test embeddings (none when a resumed run had nothing left to
+    evaluate)."""
+    return {} if evaluate.last is None else {"similarity_histograms": similarity_histograms(*evaluate.last)}
+
+
 def train_small(run: ArmRun) -> ArmResult:
-    """Train one (arm, seed) on in-memory data; kNN top-1, L_uniformity and tolerance on the test split."""
-    cfg = run.config
-    train, bank, test = small_image_splits(cfg, run.data_dir)
-    if cfg.get("test_per_class"):
-        test = subset_per_class(test, cfg["test_per_class"]) if cfg["data"] == "fashion_mnist" else test
-    torch.manual_seed(run.seed)  # paired seeds: same initialisation for every arm of a seed
-    model = build_model(cfg)
-    evaluate = SmallEvaluator(cfg, bank, test)
-    tc = train_config(cfg, run.seed, run.epochs, run.progress)
-    source = InMemoryBatches(train, tc.batch_size)
-    result = fit(model, source, tc, run.run_dir, resume=run.resume, evaluate=evaluate, desc=run.arm)
-    metrics = result.final_metrics()
-    extras = {}
-    if evaluate.last is not None:  # None only when a resumed run had nothing left to evaluate
-        extras["similarity_histograms"] = similarity_histograms(*evaluate.last)
-    return ArmResult(metrics, result.history, result.evaluations, result.wall_seconds, extras)
+    """Train one (arm, seed) on in-memory data, paired seeds; kNN top-1, L_uniformity and tolerance on the test
+    split, similarity histograms as extras."""
+    return train_in_memory(
+        run,
+        lambda arm: build_model(arm.config),
+        train_config,
+        lambda arm: SmallEvaluator(arm.config, arm.bank, arm.test),
+        splits=subset_test_splits,
+        extras=histogram_extras,
+    )
 
 
 # --- paper scale ---------------------------------------------------------------------------
-
-CIFAR100 = "uoft-cs/cifar100"
-CIFAR100_OFFLINE = "no offline copy of CIFAR-100 ships with the project; the paper preset needs the hub"
 
 
 def paper_model(loss: str = "plain", temperature: float = 0.2) -> TwoViewContrastive:
@@ -122,36 +136,26 @@ def paper_model(loss: str = "plain", temperature: float = 0.2) -> TwoViewContras
     return build_model({**PAPER_ARM, "loss": loss, "temperature": temperature, "batched_augment": False})
 
 
-def train_paper(run: ArmRun) -> ArmResult:
-    """SimCLR with the arm's loss on CIFAR-100 from the hub (needs GPUs; run under ``accelerate launch``)."""
-    cfg = run.config
-    keys = {"image_key": "img", "label_key": "fine_label"}
-    ds = load_hub_split(CIFAR100, "train", CIFAR100_OFFLINE)
-    val = load_hub_split(CIFAR100, "test", CIFAR100_OFFLINE)
-    views = HubViews(ds, simclr_transform(AugmentConfig.from_arm(cfg)), **keys)
-    model = build_model({**cfg, "batched_augment": False})
-    tf = eval_transform(cfg["image_size"], tuple(cfg["mean"]), tuple(cfg["std"]))
+def paper_evaluator(arm: HubArm) -> Evaluator:
+    """kNN top-1 of the backbone (the train split as bank) + the embedding metrics on the test split."""
+    bank, test = arm.images(arm.train), arm.images(arm.test)
 
     def evaluate(m: nn.Module) -> dict[str, float]:
         device = next(m.parameters()).device
-        ftr, ytr = loader_features(m.backbone, HubImages(ds, tf, **keys), device=device)
-        fte, yte = loader_features(m.backbone, HubImages(val, tf, **keys), device=device)
-        z, _ = loader_features(nn.Sequential(m.backbone, m.projector), HubImages(val, tf, **keys), device=device)
-        knn = knn_accuracy(ftr, ytr, fte, yte, 100, k=200, temperature=0.1)
+        ftr, ytr = loader_features(m.backbone, bank, device=device)
+        fte, yte = loader_features(m.backbone, test, device=device)
+        z, _ = loader_features(nn.Sequential(m.backbone, m.projector), test, device=device)
+        knn = knn_accuracy(ftr, ytr, fte, yte, arm.data.num_classes, k=200, temperature=0.1)
         return {"knn_top1": knn, **embedding_metrics(fte, z, yte)}
 
-    tc = train_config(cfg, run.seed, run.epochs, run.progress)
-    result = fit(
-        model,
-        LoaderBatches(views, tc.batch_size, cfg["workers"]),
-        tc,
-        run.run_dir,
-        resume=run.resume,
-        evaluate=evaluate,
-        desc=run.arm,
+    return evaluate
+
+
+def train_paper(run: ArmRun) -> ArmResult:
+    """SimCLR with the arm's loss on CIFAR-100 from the hub (needs GPUs; run under ``accelerate launch``)."""
+    return train_on_hub(
+        run, CIFAR100, lambda arm: build_model({**arm.config, "batched_augment": False}), train_config, paper_evaluator
     )
-    metrics = result.final_metrics()
-    return ArmResult(metrics, result.history, result.evaluations, result.wall_seconds)
 
 
 # --- presets ---------------------------------------------------------------------------
@@ -279,11 +283,6 @@ def sweep_comparisons(plain: tuple[float, ...], hard: tuple[float, ...], moderat
 CPU_PLAIN = (0.05, 0.1, 0.2, 0.5, 1.0)
 CPU_HARD = (0.5, 1.0)
 PAPER_GRID = (0.07, 0.2, 0.3, 0.7, 1.0)
-
-
-def with_floor(arms: dict[str, dict], baseline: str) -> dict[str, dict]:
-    """The floor arm first: ``baseline`` (the headline's) at its seed's initialisation, scored the same way."""
-    return {"untrained": untrained_arm(arms[baseline]), **arms}
 
 
 PRESETS = {

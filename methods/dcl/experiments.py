@@ -9,19 +9,18 @@ at batch 32 and at batch 256 (the contrast) and compare kNN top-1 of the backbon
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from methods.dcl.loss import DCLLoss, DCLWLoss
-from shared.augment import AugmentConfig, BatchedSimCLRAugment, eval_transform, simclr_transform, to_model_input
+from shared.arms import Evaluator, hub_linear_evaluator, knn_evaluation, train_in_memory, train_on_hub
+from shared.augment import AugmentConfig, BatchedSimCLRAugment
 from shared.backbones import build_backbone
-from shared.data.hub import IMAGENET, IMAGENET_224, IMAGENET_OFFLINE, HubImages, HubViews, load_hub_split
-from shared.data.splits import FASHION_MNIST_28, SHAPES_RGB, small_image_splits
-from shared.engine import InMemoryBatches, LoaderBatches, TrainConfig, fit
-from shared.evaluation import knn_evaluator, loader_evaluator
-from shared.experiment import ArmResult, ArmRun, Comparison, Experiment, run_key, untrained_arm
+from shared.data.hub import IMAGENET_1K, IMAGENET_224
+from shared.data.splits import FASHION_MNIST_28, SHAPES_RGB
+from shared.engine import TrainConfig
+from shared.experiment import ArmResult, ArmRun, Comparison, Experiment, run_key, with_floor
 from shared.heads import mlp_head
 from shared.losses import InfoNCELoss
 from shared.results import RecordError
@@ -58,30 +57,8 @@ def train_config(cfg: dict[str, Any], seed: int, epochs: int | None, progress: b
 
 
 def train_small(run: ArmRun) -> ArmResult:
-    """Train one (arm, seed) on in-memory data and evaluate kNN top-1 on the test split."""
-    cfg = run.config
-    train, bank, test = small_image_splits(cfg, run.data_dir)
-    torch.manual_seed(run.seed)  # paired seeds: same initialisation for every arm of a seed
-    model = build_model(cfg)
-
-    def preprocess(x: torch.Tensor) -> torch.Tensor:
-        return to_model_input(x, cfg["image_size"], tuple(cfg["mean"]), tuple(cfg["std"]))
-
-    evaluate = knn_evaluator(
-        bank, test, preprocess, k=cfg.get("knn_k", 200), temperature=0.1, linear=cfg.get("linear_probe", False)
-    )
-    tc = train_config(cfg, run.seed, run.epochs, run.progress)
-    result = fit(
-        model,
-        InMemoryBatches(train, tc.batch_size),
-        tc,
-        run.run_dir,
-        resume=run.resume,
-        evaluate=evaluate,
-        desc=f"{run.arm} s{run.seed}",
-    )
-    metrics = result.final_metrics()
-    return ArmResult(metrics, result.history, result.evaluations, result.wall_seconds)
+    """Train one (arm, seed) on in-memory data (paired seeds) and evaluate kNN top-1 on the test split."""
+    return train_in_memory(run, lambda arm: build_model(arm.config), train_config, knn_evaluation(linear=False))
 
 
 DERIVED = ("dcl_gain", "tau_range")
@@ -125,39 +102,22 @@ def paper_model(loss: str) -> TwoViewContrastive:
     return build_model({**PAPER_ARM, "loss": loss, "batched_augment": False})
 
 
-def paper_evaluator(cfg: dict[str, Any], train_ds, val_ds) -> Callable[[torch.nn.Module], dict[str, float]]:
+def paper_evaluator(cfg: dict[str, Any], train_ds, val_ds) -> Evaluator:
     """The paper's linear evaluation: frozen backbone, a linear classifier on every ImageNet train image
     (centre crops), top-1 on the validation split; kNN top-1 (1/``knn_bank_stride`` bank) as an extra metric."""
-    tf = eval_transform(cfg["image_size"], tuple(cfg["mean"]), tuple(cfg["std"]))
-    return loader_evaluator(
-        HubImages(train_ds, tf),
-        HubImages(val_ds, tf),
-        1000,
-        knn_bank_stride=cfg["knn_bank_stride"],
-        workers=cfg["workers"],
-    )
+    return hub_linear_evaluator(cfg, IMAGENET_1K, train_ds, val_ds)
 
 
 def train_paper(run: ArmRun) -> ArmResult:
     """SimCLR recipe on ImageNet-1k from the hub (needs GPUs; run under ``accelerate launch``)."""
-    cfg = run.config
-    ds = load_hub_split(IMAGENET, "train", IMAGENET_OFFLINE)
-    val = load_hub_split(IMAGENET, "validation", IMAGENET_OFFLINE)
-    views = HubViews(ds, simclr_transform(AugmentConfig.from_arm(cfg)))
-    model = paper_model(cfg["loss"])
-    tc = train_config(cfg, run.seed, run.epochs, run.progress)
-    result = fit(
-        model,
-        LoaderBatches(views, tc.batch_size, cfg["workers"]),
-        tc,
-        run.run_dir,
-        resume=run.resume,
-        evaluate=paper_evaluator(cfg, ds, val),
-        desc=run.arm,
+    return train_on_hub(
+        run,
+        IMAGENET_1K,
+        lambda arm: paper_model(arm.config["loss"]),
+        train_config,
+        lambda arm: paper_evaluator(arm.config, arm.train, arm.test),
+        metrics=("linear_top1", "knn_top1"),
     )
-    final = result.evaluations[-1]
-    metrics = {k: final[k] for k in ("linear_top1", "knn_top1")}
-    return ArmResult(metrics, result.history, result.evaluations, result.wall_seconds)
 
 
 # --- presets ---------------------------------------------------------------------------
@@ -230,7 +190,7 @@ def _arms(base: dict, plan: dict[int, tuple[str, ...]]) -> dict[str, dict]:
     """``{batch: losses}`` → the floor arm ``untrained`` (the headline baseline, InfoNCE at the smallest
     batch, never trained), then arms named ``<loss>_b<batch>``."""
     arms = {f"{loss}_b{b}": {**base, "loss": loss, "batch_size": b} for b, losses in plan.items() for loss in losses}
-    return {"untrained": untrained_arm(arms[f"infonce_b{min(plan)}"]), **arms}
+    return with_floor(arms, f"infonce_b{min(plan)}")
 
 
 def _comparisons(plan: dict[int, tuple[str, ...]]) -> list[Comparison]:
@@ -277,8 +237,7 @@ def sweep_arms(base: dict) -> dict[str, dict]:
         return [f"{loss}_b{SWEEP_TAU_BATCH}"] + [f"{loss}_b{SWEEP_TAU_BATCH}_{t}" for t in SWEEP_TAUS]
 
     return {
-        "untrained": untrained_arm(trained[f"infonce_b{small}"]),
-        **trained,
+        **with_floor(trained, f"infonce_b{small}"),
         f"gain_b{small}": derived("dcl_gain", [f"infonce_b{small}", f"dcl_b{small}"]),
         f"gain_b{large}": derived("dcl_gain", [f"infonce_b{large}", f"dcl_b{large}"]),
         "tau_infonce": derived("tau_range", tau_arms("infonce")),

@@ -17,17 +17,24 @@ import torch.nn.functional as F
 from methods.hydra_cl.analysis import class_similarity, effective_rank, hydra_analysis
 from methods.hydra_cl.gate import BasicGate, OpenGate, pair_gates, soft_jaccard
 from methods.hydra_cl.model import HydraMoCo, build_mlp
-from shared.augment import AugmentConfig, BatchedSimCLRAugment, eval_transform, simclr_transform, to_model_input
+from shared.arms import Evaluator, HubArm, InMemoryArm, preprocess_for, train_in_memory, train_on_hub
+from shared.augment import AugmentConfig, BatchedSimCLRAugment
 from shared.backbones import build_backbone
-from shared.data.hub import IMAGENET_224, HubImages, HubViews, load_hub_split
-from shared.data.splits import FASHION_MNIST_28, SHAPES_RGB, small_image_splits
-from shared.engine import InMemoryBatches, LoaderBatches, TrainConfig, fit
+from shared.data.arrays import ImageArrays
+from shared.data.hub import IMAGENET_224, HubDataset
+from shared.data.splits import FASHION_MNIST_28, SHAPES_RGB
+from shared.engine import TrainConfig
 from shared.evaluation import extract_features, knn_accuracy, linear_probe, loader_features
-from shared.experiment import ArmResult, ArmRun, Comparison, Experiment, untrained_arm
+from shared.experiment import ArmResult, ArmRun, Comparison, Experiment, with_floor
 
 # ImageNet-100 (the CMC 100-class subset of ImageNet-1k) on the hub (verify: a community copy)
-IMAGENET100 = "clane9/imagenet-100"
-IMAGENET100_OFFLINE = "no offline copy of ImageNet-100 ships with the project; the paper preset needs the hub"
+IMAGENET100 = HubDataset(
+    "clane9/imagenet-100",
+    "imagenet-100",
+    100,
+    "no offline copy of ImageNet-100 ships with the project; the paper preset needs the hub",
+    test_split="validation",
+)
 
 
 def build_gate(cfg: dict[str, Any]) -> OpenGate | None:
@@ -86,27 +93,22 @@ def gate_extras(model: HydraMoCo, num_classes: int) -> dict[str, Any]:
     }
 
 
-def train_small(run: ArmRun) -> ArmResult:
-    """Train one (arm, seed) in memory; kNN, linear probe and effective rank on the test split."""
-    cfg = run.config
-    train, bank, test = small_image_splits(cfg, run.data_dir)
-    cfg = {**cfg, "num_classes": train.num_classes}
-    tc = train_config(cfg, run.seed, run.epochs, run.progress)
-    steps_per_epoch = len(train) // tc.batch_size
-    torch.manual_seed(run.seed)  # paired seeds: same initialisation for every arm of a seed
-    # the untrained floor (0 epochs) has no momentum schedule to set: None (the schedule draws no random numbers)
-    model = build_model(cfg, tc.epochs * steps_per_epoch or None, steps_per_epoch)
-    cache: dict[str, torch.Tensor] = {}
+class SmallEvaluator:
+    """``evaluate(model)`` → kNN top-1, linear probe top-1 and effective rank (backbone, projector) on the test
+    split; keeps the last test features (``self.test_features``) for the class similarity."""
 
-    def preprocess(x: torch.Tensor) -> torch.Tensor:
-        return to_model_input(x, cfg["image_size"], tuple(cfg["mean"]), tuple(cfg["std"]))
+    def __init__(self, cfg: dict[str, Any], bank: ImageArrays, test: ImageArrays) -> None:
+        self.cfg, self.bank, self.test = cfg, bank, test
+        self.preprocess = preprocess_for(cfg)
+        self.test_features: torch.Tensor | None = None
 
-    def evaluate(m: torch.nn.Module) -> dict[str, float]:
+    def __call__(self, m: torch.nn.Module) -> dict[str, float]:
+        cfg, bank, test, preprocess = self.cfg, self.bank, self.test, self.preprocess
         device = next(m.parameters()).device
         ftr = extract_features(m.backbone, bank.images, preprocess, device=device)
         fte = extract_features(m.backbone, test.images, preprocess, device=device)
         proj = extract_features(torch.nn.Sequential(m.backbone, m.projector), test.images, preprocess, device=device)
-        cache["test"] = fte
+        self.test_features = fte
         out = {
             "knn_top1": knn_accuracy(ftr, bank.labels, fte, test.labels, bank.num_classes, cfg.get("knn_k", 200), 0.1),
             "effective_rank": effective_rank(fte),
@@ -116,22 +118,35 @@ def train_small(run: ArmRun) -> ArmResult:
             out["linear_top1"] = linear_probe(ftr, bank.labels, fte, test.labels, bank.num_classes)
         return out
 
-    result = fit(
-        model,
-        InMemoryBatches(train, tc.batch_size),
-        tc,
-        run.run_dir,
-        resume=run.resume,
-        evaluate=evaluate,
-        desc=f"{run.arm} s{run.seed}",
-    )
-    if "test" not in cache:  # resumed after the last evaluation: features once more
+
+def small_model(arm: InMemoryArm) -> HydraMoCo:
+    """The arm's model with the data's number of classes. The untrained floor (0 epochs) has no momentum
+    schedule to set: None (the schedule draws no random numbers)."""
+    cfg = {**arm.config, "num_classes": arm.train.num_classes}
+    return build_model(cfg, arm.total_steps or None, arm.steps_per_epoch)
+
+
+def class_extras(arm: InMemoryArm, model: HydraMoCo, evaluate: SmallEvaluator) -> dict[str, Any]:
+    """The class similarity of the test features and the gates' overlap and activations."""
+    if evaluate.test_features is None:  # resumed after the last evaluation: features once more
         evaluate(model)
-    extras = {
-        "class_similarity": class_similarity(cache["test"], test.labels, test.num_classes).tolist(),
-        **gate_extras(model, train.num_classes),
+    assert evaluate.test_features is not None
+    return {
+        "class_similarity": class_similarity(evaluate.test_features, arm.test.labels, arm.test.num_classes).tolist(),
+        **gate_extras(model, arm.train.num_classes),
     }
-    return ArmResult(result.final_metrics(), result.history, result.evaluations, result.wall_seconds, extras)
+
+
+def train_small(run: ArmRun) -> ArmResult:
+    """Train one (arm, seed) in memory, paired seeds; kNN, linear probe and effective rank on the test split,
+    class similarity and gates as extras."""
+    return train_in_memory(
+        run,
+        small_model,
+        train_config,
+        lambda arm: SmallEvaluator(arm.config, arm.bank, arm.test),
+        extras=class_extras,
+    )
 
 
 def paper_model(beta: float = 1.0) -> HydraMoCo:
@@ -139,36 +154,31 @@ def paper_model(beta: float = 1.0) -> HydraMoCo:
     return build_model({**PAPER_ARM, "beta": beta, "batched_augment": False})
 
 
-def train_paper(run: ArmRun) -> ArmResult:
-    """Hydra-MoCo on ImageNet-100 from the hub (needs GPUs; run under ``accelerate launch``)."""
-    cfg = run.config
-    ds = load_hub_split(IMAGENET100, "train", IMAGENET100_OFFLINE)
-    val = load_hub_split(IMAGENET100, "validation", IMAGENET100_OFFLINE)
-    views = HubViews(ds, simclr_transform(AugmentConfig.from_arm(cfg)))
-    tc = train_config(cfg, run.seed, run.epochs, run.progress)
-    steps_per_epoch = len(ds) // tc.batch_size
-    model = build_model({**cfg, "batched_augment": False}, tc.epochs * steps_per_epoch, steps_per_epoch)
-    evaluate_tf = eval_transform(224, tuple(cfg["mean"]), tuple(cfg["std"]))
+def paper_evaluator(arm: HubArm) -> Evaluator:
+    """kNN top-1 of the backbone (every train image as bank) and the effective rank of the validation features."""
+    cfg, bank, val = arm.config, arm.images(arm.train), arm.images(arm.test)
 
     def evaluate(m: torch.nn.Module) -> dict[str, float]:
         device = next(m.parameters()).device
-        ftr, ytr = loader_features(m.backbone, HubImages(ds, evaluate_tf), device=device)
-        fte, yte = loader_features(m.backbone, HubImages(val, evaluate_tf), device=device)
+        ftr, ytr = loader_features(m.backbone, bank, device=device)
+        fte, yte = loader_features(m.backbone, val, device=device)
         return {
             "knn_top1": knn_accuracy(ftr, ytr, fte, yte, cfg["num_classes"], k=200, temperature=0.1),
             "effective_rank": effective_rank(F.normalize(fte, dim=1)),
         }
 
-    result = fit(
-        model,
-        LoaderBatches(views, tc.batch_size, cfg["workers"]),
-        tc,
-        run.run_dir,
-        resume=run.resume,
-        evaluate=evaluate,
-        desc=run.arm,
+    return evaluate
+
+
+def train_paper(run: ArmRun) -> ArmResult:
+    """Hydra-MoCo on ImageNet-100 from the hub (needs GPUs; run under ``accelerate launch``)."""
+    return train_on_hub(
+        run,
+        IMAGENET100,
+        lambda arm: build_model({**arm.config, "batched_augment": False}, arm.total_steps, arm.steps_per_epoch),
+        train_config,
+        paper_evaluator,
     )
-    return ArmResult(result.final_metrics(), result.history, result.evaluations, result.wall_seconds)
 
 
 # --- presets ---------------------------------------------------------------------------
@@ -264,8 +274,7 @@ CLAIM = (
 
 def _arms(base: dict) -> dict[str, dict]:
     """The floor (MoCo v3, the baseline, at its seed's initialisation) first, then MoCo v3 and Hydra."""
-    arms = {"moco_v3": {**base, "beta": 0.0}, "hydra": {**base, "beta": 1.0}}
-    return {"untrained": untrained_arm(arms["moco_v3"]), **arms}
+    return with_floor({"moco_v3": {**base, "beta": 0.0}, "hydra": {**base, "beta": 1.0}}, "moco_v3")
 
 
 NOT_HURT_MARGIN = 0.01

@@ -9,23 +9,25 @@ the learned τ_i to the frequency of the sample's class.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from methods.isogclr.analysis import tau_frequency_analysis, tau_statistics
 from methods.isogclr.loss import ISogCLRLoss, SogCLRLoss
 from methods.isogclr.model import IndexedTwoViewContrastive
-from shared.augment import AugmentConfig, BatchedSimCLRAugment, to_model_input
+from shared.arms import InMemoryArm, Splits, preprocess_for, small_splits, train_in_memory
+from shared.augment import AugmentConfig, BatchedSimCLRAugment
 from shared.backbones import build_backbone
 from shared.data.arrays import ImageArrays, long_tailed_subset
 from shared.data.fashion_mnist import load_fashion_mnist
-from shared.data.splits import FASHION_MNIST_28, SHAPES_RGB, small_image_splits
-from shared.engine import InMemoryBatches, TrainConfig, fit
+from shared.data.hub import CIFAR100
+from shared.data.splits import FASHION_MNIST_28, SHAPES_RGB
+from shared.engine import TrainConfig
 from shared.evaluation import extract_features, knn_predict
-from shared.experiment import ArmResult, ArmRun, Comparison, Experiment, untrained_arm
+from shared.experiment import ArmResult, ArmRun, Comparison, Experiment, with_floor
 from shared.heads import mlp_head
 from shared.losses import InfoNCELoss
 from shared.ssl import TwoViewContrastive
@@ -67,41 +69,52 @@ def train_config(cfg: dict[str, Any], seed: int, epochs: int | None, progress: b
     return TrainConfig.from_arm(cfg, seed, epochs, progress, lr=cfg["lr"] * cfg["batch_size"] / 256)
 
 
-def knn_report(cfg: dict[str, Any], bank: ImageArrays, test: ImageArrays, train_counts: torch.Tensor):
-    """``evaluate(model)`` → kNN top-1 on the balanced test set, and on its tail half of the classes.
+class KnnReport:
+    """``report(model)`` → kNN top-1 on the balanced test set, and on its tail half of the classes.
 
-    The tail is the half of the classes with the fewest training images. The second function returned
+    The tail is the half of the classes with the fewest training images. :meth:`final_per_class`
     gives the last evaluation's per-class accuracies, for the run's extras (the engine keeps scalars).
     """
-    tail = train_counts.argsort()[: len(train_counts) // 2]
-    last: dict[str, torch.Tensor] = {}
 
-    def preprocess(x: torch.Tensor) -> torch.Tensor:
-        return to_model_input(x, cfg["image_size"], tuple(cfg["mean"]), tuple(cfg["std"]))
+    def __init__(self, cfg: dict[str, Any], bank: ImageArrays, test: ImageArrays, train_counts: torch.Tensor) -> None:
+        self.cfg, self.bank, self.test = cfg, bank, test
+        self.tail = train_counts.argsort()[: len(train_counts) // 2]
+        self.preprocess = preprocess_for(cfg)
+        self.last: torch.Tensor | None = None
 
-    def per_class(model: nn.Module) -> torch.Tensor:
+    def per_class(self, model: nn.Module) -> torch.Tensor:
+        bank, test = self.bank, self.test
         device = next(model.backbone.parameters()).device
-        ftr = extract_features(model.backbone, bank.images, preprocess, device=device)
-        fte = extract_features(model.backbone, test.images, preprocess, device=device)
-        pred = knn_predict(ftr, bank.labels, fte, bank.num_classes, cfg.get("knn_k", 200), 0.1).argmax(1)
+        ftr = extract_features(model.backbone, bank.images, self.preprocess, device=device)
+        fte = extract_features(model.backbone, test.images, self.preprocess, device=device)
+        pred = knn_predict(ftr, bank.labels, fte, bank.num_classes, self.cfg.get("knn_k", 200), 0.1).argmax(1)
         correct = (pred == test.labels).float()
         return torch.zeros(bank.num_classes).index_add_(0, test.labels, correct) / torch.bincount(
             test.labels, minlength=bank.num_classes
         ).clamp(min=1)
 
-    def evaluate(model: nn.Module) -> dict[str, float]:
-        acc = last["per_class"] = per_class(model)
-        weights = torch.bincount(test.labels, minlength=bank.num_classes).float()
+    def __call__(self, model: nn.Module) -> dict[str, float]:
+        acc = self.last = self.per_class(model)
+        weights = torch.bincount(self.test.labels, minlength=self.bank.num_classes).float()
+        tail = self.tail
         return {
             "knn_top1": float((acc * weights).sum() / weights.sum()),
             "knn_top1_tail": float((acc[tail] * weights[tail]).sum() / weights[tail].sum()),
         }
 
-    def final_per_class(model: nn.Module) -> torch.Tensor:
+    def final_per_class(self, model: nn.Module) -> torch.Tensor:
         """The per-class accuracies of the last evaluation (computed again after a resume)."""
-        return last["per_class"] if "per_class" in last else per_class(model)
+        return self.last if self.last is not None else self.per_class(model)
 
-    return evaluate, final_per_class
+
+def knn_report(cfg: dict[str, Any], bank: ImageArrays, test: ImageArrays, train_counts: torch.Tensor):
+    """(``evaluate``, ``final_per_class``) of a :class:`KnnReport`."""
+    report = KnnReport(cfg, bank, test, train_counts)
+    return report, report.final_per_class
+
+
+def class_counts(train: ImageArrays) -> torch.Tensor:
+    return torch.bincount(train.labels, minlength=train.num_classes)
 
 
 def reversed_long_tail(cfg: dict[str, Any], data_dir: str | None = None) -> ImageArrays:
@@ -117,37 +130,43 @@ def reversed_long_tail(cfg: dict[str, Any], data_dir: str | None = None) -> Imag
     return ImageArrays(subset.images, top - subset.labels, full.classes, full.name)
 
 
-def train_small(run: ArmRun) -> ArmResult:
-    """Train one (arm, seed) on the (long-tailed) in-memory split; kNN top-1 on the balanced test set."""
-    cfg = run.config
-    train, bank, test = small_image_splits(cfg, run.data_dir)
-    if cfg.get("reverse_long_tail", False):
-        train = reversed_long_tail(cfg, run.data_dir)
-    counts = torch.bincount(train.labels, minlength=train.num_classes)
-    torch.manual_seed(run.seed)  # paired seeds: same initialisation for every arm of a seed
-    model = build_model(cfg, len(train))
-    evaluate, per_class = knn_report(cfg, bank, test, counts)
-    tc = train_config(cfg, run.seed, run.epochs, run.progress)
-    result = fit(
-        model,
-        InMemoryBatches(train, tc.batch_size),
-        tc,
-        run.run_dir,
-        resume=run.resume,
-        evaluate=evaluate,
-        desc=run.arm,
-    )
-    metrics = result.final_metrics()
-    extras: dict[str, Any] = {"class_counts": counts.tolist(), "knn_per_class": per_class(model).tolist()}
+def long_tail_splits(run: ArmRun) -> Splits:
+    """The (long-tailed) small splits; the control arm (``reverse_long_tail``) trains on the reversed tail."""
+    splits = small_splits(run)
+    if run.config.get("reverse_long_tail", False):
+        return replace(splits, train=reversed_long_tail(run.config, run.data_dir))
+    return splits
+
+
+def small_evaluator(arm: InMemoryArm) -> KnnReport:
+    return KnnReport(arm.config, arm.bank, arm.test, class_counts(arm.train))
+
+
+def tau_extras(arm: InMemoryArm, model: nn.Module, report: KnnReport) -> dict[str, Any]:
+    """Class counts, the last per-class kNN accuracies, and iSogCLR's learned τ_i per sample and class."""
+    extras: dict[str, Any] = {
+        "class_counts": class_counts(arm.train).tolist(),
+        "knn_per_class": report.final_per_class(model).tolist(),
+    }
     if isinstance(model.loss, ISogCLRLoss):
-        extras.update(tau_statistics(model.loss.tau.cpu(), train.labels, model.loss.log_state().cpu()))
-    return ArmResult(metrics, result.history, result.evaluations, result.wall_seconds, extras)
+        extras.update(tau_statistics(model.loss.tau.cpu(), arm.train.labels, model.loss.log_state().cpu()))
+    return extras
+
+
+def train_small(run: ArmRun) -> ArmResult:
+    """Train one (arm, seed) on the (long-tailed) in-memory split, paired seeds; kNN top-1 on the balanced
+    test set, τ statistics as extras."""
+    return train_in_memory(
+        run,
+        lambda arm: build_model(arm.config, len(arm.train)),
+        train_config,
+        small_evaluator,
+        splits=long_tail_splits,
+        extras=tau_extras,
+    )
 
 
 # --- paper scale -----------------------------------------------------------------------
-
-CIFAR100 = "uoft-cs/cifar100"
-CIFAR100_OFFLINE = "no offline copy of CIFAR-100 ships with the project; the paper preset needs the hub"
 
 
 def paper_model(loss: str, num_samples: int = 50_000) -> TwoViewContrastive:
@@ -155,28 +174,22 @@ def paper_model(loss: str, num_samples: int = 50_000) -> TwoViewContrastive:
     return build_model({**PAPER_ARM, "loss": loss}, num_samples)
 
 
+def cifar100_splits(run: ArmRun) -> Splits:
+    """CIFAR-100 from the hub, held in memory; the kNN bank is the training set."""
+    train = CIFAR100.arrays("train")
+    return Splits(train, train, CIFAR100.arrays("test"))
+
+
 def train_paper(run: ArmRun) -> ArmResult:
     """The official unimodal recipe on CIFAR-100 from the hub (needs a GPU; run under ``accelerate launch``)."""
-    from shared.data.hub import load_hub_split
-
-    cfg = run.config
-    train_ds = load_hub_split(CIFAR100, "train", CIFAR100_OFFLINE)
-    test_ds = load_hub_split(CIFAR100, "test", CIFAR100_OFFLINE)
-
-    def arrays(ds, name: str) -> ImageArrays:
-        images = torch.stack([torch.as_tensor(np.asarray(im)).permute(2, 0, 1) for im in ds["img"]])
-        labels = torch.as_tensor(ds["fine_label"])
-        return ImageArrays(images, labels, tuple(str(i) for i in range(100)), name)
-
-    train, test = arrays(train_ds, "cifar100-train"), arrays(test_ds, "cifar100-test")
-    counts = torch.bincount(train.labels, minlength=100)
-    torch.manual_seed(run.seed)
-    model = build_model(cfg, len(train))
-    evaluate, _ = knn_report(cfg, train, test, counts)
-    tc = train_config(cfg, run.seed, run.epochs, run.progress)
-    result = fit(model, InMemoryBatches(train, tc.batch_size), tc, run.run_dir, resume=run.resume, evaluate=evaluate)
-    final = result.evaluations[-1]
-    return ArmResult({"knn_top1": final["knn_top1"]}, result.history, result.evaluations, result.wall_seconds)
+    return train_in_memory(
+        run,
+        lambda arm: build_model(arm.config, len(arm.train)),
+        train_config,
+        small_evaluator,
+        splits=cifar100_splits,
+        metrics=("knn_top1",),
+    )
 
 
 # --- presets ---------------------------------------------------------------------------
@@ -283,13 +296,11 @@ def _comparisons(arms: dict[str, dict]) -> list[Comparison]:
     return [c for c in out if c.baseline in arms and c.method in arms]
 
 
-def _with_floor(arms: dict[str, dict]) -> dict[str, dict]:
-    """The floor arm first: the headline baseline (SimCLR τ = 0.1) at its seed's initialisation."""
-    return {"untrained": untrained_arm(arms["simclr_t0.1"]), **arms}
-
-
-SMOKE_ARMS = _with_floor({k: v for k, v in _arms(SMOKE_ARM).items() if k in ("simclr_t0.1", "sogclr_t0.1", "isogclr")})
-CPU_ARMS = _with_floor({**_arms(CPU_ARM), **CPU_CONTROL})
+# The floor arm first: the headline baseline (SimCLR τ = 0.1) at its seed's initialisation.
+SMOKE_ARMS = with_floor(
+    {k: v for k, v in _arms(SMOKE_ARM).items() if k in ("simclr_t0.1", "sogclr_t0.1", "isogclr")}, "simclr_t0.1"
+)
+CPU_ARMS = with_floor({**_arms(CPU_ARM), **CPU_CONTROL}, "simclr_t0.1")
 PAPER_ARMS = {k: v for k, v in _arms(PAPER_ARM).items() if k in ("simclr_t0.1", "sogclr_t0.1", "isogclr")}
 
 PRESETS = {

@@ -11,18 +11,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import nn
 
 from methods.mochi.model import MoCHi
-from shared.augment import AugmentConfig, BatchedSimCLRAugment, eval_transform, simclr_transform, to_model_input
+from shared.arms import Evaluator, hub_knn_evaluation, preprocess_for, simclr_views, train_in_memory, train_on_hub
+from shared.augment import AugmentConfig, BatchedSimCLRAugment
 from shared.backbones import build_backbone
 from shared.data.arrays import ImageArrays
-from shared.data.hub import IMAGENET, IMAGENET_224, IMAGENET_OFFLINE, HubImages, HubViews, load_hub_split
-from shared.data.splits import FASHION_MNIST_28, SHAPES_RGB, small_image_splits
-from shared.engine import InMemoryBatches, LoaderBatches, TrainConfig, fit
-from shared.evaluation import extract_features, knn_accuracy, knn_evaluator, loader_features
-from shared.experiment import ArmResult, ArmRun, Comparison, Experiment, untrained_arm
+from shared.data.hub import IMAGENET_1K, IMAGENET_224
+from shared.data.splits import FASHION_MNIST_28, SHAPES_RGB
+from shared.engine import TrainConfig
+from shared.evaluation import extract_features, knn_evaluator
+from shared.experiment import ArmResult, ArmRun, Comparison, Experiment, with_floor
 from shared.heads import mlp_head
 from shared.losses import uniformity
 from shared.moco import MoCo, moco_v2_augment_config
@@ -73,12 +73,9 @@ def train_config(cfg: dict[str, Any], seed: int, epochs: int | None, progress: b
     )
 
 
-def small_evaluator(cfg: dict[str, Any], bank: ImageArrays, test: ImageArrays):
+def small_evaluator(cfg: dict[str, Any], bank: ImageArrays, test: ImageArrays) -> Evaluator:
     """kNN top-1 of the backbone, and uniformity of the normalised 128-d test embeddings."""
-
-    def preprocess(x: torch.Tensor) -> torch.Tensor:
-        return to_model_input(x, cfg["image_size"], tuple(cfg["mean"]), tuple(cfg["std"]))
-
+    preprocess = preprocess_for(cfg)
     knn = knn_evaluator(bank, test, preprocess, k=cfg.get("knn_k", 200), temperature=0.1)
     n_uniform = min(len(test), cfg.get("uniformity_samples", 5000))
 
@@ -94,18 +91,14 @@ def small_evaluator(cfg: dict[str, Any], bank: ImageArrays, test: ImageArrays):
 
 
 def train_small(run: ArmRun) -> ArmResult:
-    """Train one (arm, seed) on in-memory data; kNN top-1 and uniformity on the test split."""
-    cfg = run.config
-    train, bank, test = small_image_splits(cfg, run.data_dir)
-    tc = train_config(cfg, run.seed, run.epochs, run.progress)
-    source = InMemoryBatches(train, tc.batch_size)
-    torch.manual_seed(run.seed)  # paired seeds: same initialisation (and first queue) for every arm of a seed
-    model = build_model(cfg, source.steps_per_epoch(1))
-    result = fit(
-        model, source, tc, run.run_dir, resume=run.resume, evaluate=small_evaluator(cfg, bank, test), desc=run.arm
+    """Train one (arm, seed) on in-memory data (paired seeds: same initialisation and first queue for every
+    arm of a seed); kNN top-1 and uniformity on the test split."""
+    return train_in_memory(
+        run,
+        lambda arm: build_model(arm.config, arm.steps_per_epoch),
+        train_config,
+        lambda arm: small_evaluator(arm.config, arm.bank, arm.test),
     )
-    metrics = result.final_metrics()
-    return ArmResult(metrics, result.history, result.evaluations, result.wall_seconds)
 
 
 def paper_model(arm: dict[str, Any], steps_per_epoch: int = 5004) -> MoCo:
@@ -114,26 +107,17 @@ def paper_model(arm: dict[str, Any], steps_per_epoch: int = 5004) -> MoCo:
 
 
 def train_paper(run: ArmRun) -> ArmResult:
-    """MoCo v2 recipe on ImageNet-1k from the hub (needs GPUs; run under ``accelerate launch``)."""
-    cfg = run.config
-    ds = load_hub_split(IMAGENET, "train", IMAGENET_OFFLINE)
-    val = load_hub_split(IMAGENET, "validation", IMAGENET_OFFLINE)
-    views = HubViews(ds, simclr_transform(augment_config(cfg)))
-    tc = train_config(cfg, run.seed, run.epochs, run.progress)
-    source = LoaderBatches(views, tc.batch_size, cfg["workers"])
-    model = paper_model(cfg, source.steps_per_epoch(1))
-    evaluate_tf = eval_transform(224, tuple(cfg["mean"]), tuple(cfg["std"]))
-    bank = ds.select(range(0, len(ds), cfg["knn_bank_stride"]))
-
-    def evaluate(m: torch.nn.Module) -> dict[str, float]:
-        device = next(m.parameters()).device
-        ftr, ytr = loader_features(m.backbone, HubImages(bank, evaluate_tf), device=device)
-        fte, yte = loader_features(m.backbone, HubImages(val, evaluate_tf), device=device)
-        return {"knn_top1": knn_accuracy(ftr, ytr, fte, yte, 1000, k=200, temperature=0.1)}
-
-    result = fit(model, source, tc, run.run_dir, resume=run.resume, evaluate=evaluate, desc=run.arm)
-    final = result.evaluations[-1]
-    return ArmResult({"knn_top1": final["knn_top1"]}, result.history, result.evaluations, result.wall_seconds)
+    """MoCo v2 recipe on ImageNet-1k from the hub (needs GPUs; run under ``accelerate launch``); kNN top-1 on the
+    validation split with every ``knn_bank_stride``-th train image as the bank."""
+    return train_on_hub(
+        run,
+        IMAGENET_1K,
+        lambda arm: paper_model(arm.config, arm.steps_per_epoch),
+        train_config,
+        hub_knn_evaluation,
+        views=simclr_views(augment_config),
+        metrics=("knn_top1",),
+    )
 
 
 # --- presets ---------------------------------------------------------------------------
@@ -212,7 +196,7 @@ def _arms(base: dict, mochi: tuple[int, int], floor: bool = True) -> dict[str, d
     """MoCo v2 and MoCHi(N, s, s′); with ``floor``, first the floor arm ``untrained`` (MoCo v2 never trained)."""
     s, s_prime = mochi
     arms = {"moco_v2": {**base, "s": 0, "s_prime": 0}, "mochi": {**base, "s": s, "s_prime": s_prime}}
-    return {"untrained": untrained_arm(arms["moco_v2"]), **arms} if floor else arms
+    return with_floor(arms, "moco_v2") if floor else arms
 
 
 def _comparisons() -> list[Comparison]:

@@ -11,21 +11,19 @@ The paper's "vanilla" OBoW (one level, one crop, no patches) is the ablation arm
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-import torch
 from torch import nn
 
 from methods.obow.augment import HubOBoW, ImagePatches, obow_transform
 from methods.obow.model import OBoW
-from shared.augment import AugmentConfig, BatchedSimCLRAugment, eval_transform, to_model_input
+from shared.arms import Evaluator, hub_linear_evaluator, knn_evaluation, train_in_memory, train_on_hub
+from shared.augment import AugmentConfig, BatchedSimCLRAugment
 from shared.backbones import build_backbone
-from shared.data.hub import IMAGENET, IMAGENET_224, IMAGENET_OFFLINE, HubImages, load_hub_split
-from shared.data.splits import FASHION_MNIST_28, SHAPES_RGB, small_image_splits
-from shared.engine import InMemoryBatches, LoaderBatches, TrainConfig, fit
-from shared.evaluation import knn_evaluator, loader_evaluator
-from shared.experiment import ArmResult, ArmRun, Comparison, Experiment, untrained_arm
+from shared.data.hub import IMAGENET_1K, IMAGENET_224, HubDataset
+from shared.data.splits import FASHION_MNIST_28, SHAPES_RGB
+from shared.engine import TrainConfig
+from shared.experiment import ArmResult, ArmRun, Comparison, Experiment, with_floor
 from shared.heads import mlp_head
 from shared.losses import InfoNCELoss
 from shared.multicrop import MultiCropAugment, crop_groups
@@ -114,23 +112,11 @@ def train_config(cfg: dict[str, Any], seed: int, epochs: int | None, progress: b
 
 
 def train_small(run: ArmRun) -> ArmResult:
-    """Train one (arm, seed) on in-memory data; kNN and linear-probe top-1 of the backbone on the test split."""
-    cfg = run.config
-    train, bank, test = small_image_splits(cfg, run.data_dir)
-    tc = train_config(cfg, run.seed, run.epochs, run.progress)
-    source = InMemoryBatches(train, tc.batch_size)
-    torch.manual_seed(run.seed)  # paired seeds: the same backbone initialisation for every arm of a seed
-    model = build_model(cfg, tc.epochs * source.steps_per_epoch(1))
-
-    def preprocess(x: torch.Tensor) -> torch.Tensor:
-        return to_model_input(x, cfg["image_size"], tuple(cfg["mean"]), tuple(cfg["std"]))
-
-    evaluate = knn_evaluator(
-        bank, test, preprocess, k=cfg.get("knn_k", 200), temperature=0.1, linear=cfg.get("linear_probe", True)
+    """Train one (arm, seed) on in-memory data (paired seeds: the same backbone initialisation for every arm of
+    a seed); kNN and linear-probe top-1 of the backbone on the test split."""
+    return train_in_memory(
+        run, lambda arm: build_model(arm.config, arm.total_steps), train_config, knn_evaluation(linear=True)
     )
-    result = fit(model, source, tc, run.run_dir, resume=run.resume, evaluate=evaluate, desc=f"{run.arm} s{run.seed}")
-    metrics = result.final_metrics()
-    return ArmResult(metrics, result.history, result.evaluations, result.wall_seconds)
 
 
 def paper_model(cfg: dict[str, Any] | None = None, total_steps: int = 1) -> OBoW:
@@ -138,24 +124,14 @@ def paper_model(cfg: dict[str, Any] | None = None, total_steps: int = 1) -> OBoW
     return build_model({**(cfg or PAPER_ARM), "batched_augment": False}, total_steps)
 
 
-def paper_evaluator(cfg: dict[str, Any], train_ds, val_ds) -> Callable[[torch.nn.Module], dict[str, float]]:
+def paper_evaluator(cfg: dict[str, Any], train_ds, val_ds) -> Evaluator:
     """The paper's linear evaluation: frozen backbone (pooled conv5), a linear classifier on every ImageNet
     train image (centre crops), top-1 on the validation split; kNN top-1 (1/``knn_bank_stride`` bank) extra."""
-    tf = eval_transform(224, tuple(cfg["mean"]), tuple(cfg["std"]))
-    return loader_evaluator(
-        HubImages(train_ds, tf),
-        HubImages(val_ds, tf),
-        1000,
-        knn_bank_stride=cfg["knn_bank_stride"],
-        workers=cfg["workers"],
-    )
+    return hub_linear_evaluator(cfg, IMAGENET_1K, train_ds, val_ds)
 
 
-def train_paper(run: ArmRun) -> ArmResult:
-    """OBoW's 200-epoch ResNet-50 recipe on ImageNet-1k from the hub (GPUs; ``accelerate launch``)."""
-    cfg = run.config
-    ds = load_hub_split(IMAGENET, "train", IMAGENET_OFFLINE)
-    val = load_hub_split(IMAGENET, "validation", IMAGENET_OFFLINE)
+def paper_views(cfg: dict[str, Any], data: HubDataset, train) -> HubOBoW:
+    """Per image: the teacher's full view, the student's crops and patches, made by DataLoader workers."""
     transform = obow_transform(
         crop_config(cfg),
         cfg["crops"],
@@ -164,14 +140,20 @@ def train_paper(run: ArmRun) -> ArmResult:
         cfg["patch_jitter"],
         cfg["num_patches"],
     )
-    tc = train_config(cfg, run.seed, run.epochs, run.progress)
-    source = LoaderBatches(HubOBoW(ds, transform), tc.batch_size, cfg["workers"])
-    model = paper_model(cfg, tc.epochs * source.steps_per_epoch(1))
-    evaluate = paper_evaluator(cfg, ds, val)
-    result = fit(model, source, tc, run.run_dir, resume=run.resume, evaluate=evaluate, desc=run.arm)
-    final = result.evaluations[-1]
-    metrics = {k: final[k] for k in ("linear_top1", "knn_top1")}
-    return ArmResult(metrics, result.history, result.evaluations, result.wall_seconds)
+    return HubOBoW(train, transform)
+
+
+def train_paper(run: ArmRun) -> ArmResult:
+    """OBoW's 200-epoch ResNet-50 recipe on ImageNet-1k from the hub (GPUs; ``accelerate launch``)."""
+    return train_on_hub(
+        run,
+        IMAGENET_1K,
+        lambda arm: paper_model(arm.config, arm.total_steps),
+        train_config,
+        lambda arm: paper_evaluator(arm.config, arm.train, arm.test),
+        views=paper_views,
+        metrics=("linear_top1", "knn_top1"),
+    )
 
 
 # --- presets ---------------------------------------------------------------------------
@@ -314,18 +296,14 @@ PAPER_ARM = dict(
 CLAIM = "OBoW beats a contrastive baseline (SimCLR) in kNN top-1 with the same backbone, epochs and batch."
 
 
-def _with_floor(arms: dict[str, dict]) -> dict[str, dict]:
-    """The floor arm ``untrained`` first: the headline baseline (SimCLR) never trained. Every arm builds the
-    same backbone first from the seed, so this one initialisation is the start of all of them."""
-    return {"untrained": untrained_arm(arms["simclr"]), **arms}
-
-
+# The floor arm ``untrained`` is the headline baseline (SimCLR) never trained. Every arm builds the same backbone
+# first from the seed, so this one initialisation is the start of all of them.
 PRESETS = {
     "smoke": Experiment(
         preset="smoke",
         description="seconds: 3 epochs on 288 procedural shapes, ConvNet, batch 32, K=64, 1 seed",
         claim=CLAIM,
-        arms=_with_floor(SMOKE_ARMS),
+        arms=with_floor(SMOKE_ARMS, "simclr"),
         comparisons=[Comparison("OBoW vs SimCLR", "simclr", "obow", "knn_top1", headline=True)],
         train_arm=train_small,
         setting={
@@ -339,7 +317,7 @@ PRESETS = {
         preset="cpu",
         description="Fashion-MNIST 20k, ConvNet, 5 epochs, batch 128: OBoW vs SimCLR (+ vanilla OBoW), 3 seeds",
         claim=CLAIM,
-        arms=_with_floor(CPU_ARMS),
+        arms=with_floor(CPU_ARMS, "simclr"),
         comparisons=[
             Comparison("OBoW vs SimCLR (kNN)", "simclr", "obow", "knn_top1", headline=True),
             Comparison("OBoW vs SimCLR (linear probe)", "simclr", "obow", "linear_top1"),

@@ -7,9 +7,13 @@ The hub is the online road only: on a machine without network (or with
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 
+from shared.data.arrays import ImageArrays
 from shared.data.errors import DataUnavailableError
 from shared.data.sources import note_source
 
@@ -35,6 +39,62 @@ def load_hub_split(name: str, split: str, offline_hint: str):
             f"  online road: loading it from the Hugging Face hub failed: {type(exc).__name__}: {exc}\n"
             f"  offline road: {offline_hint}"
         ) from exc
+
+
+@dataclass(frozen=True)
+class HubDataset:
+    """A labelled image data set on the hub, as a paper preset trains and tests on it.
+
+    ``short_name`` names the in-memory copies (``"cifar10-train"``); ``image_key`` and ``label_key``
+    are the columns of the hub's rows; ``offline_hint`` is what the error says when the hub fails.
+    """
+
+    name: str
+    short_name: str
+    num_classes: int
+    offline_hint: str
+    train_split: str = "train"
+    test_split: str = "test"
+    image_key: str = "image"
+    label_key: str = "label"
+
+    @property
+    def keys(self) -> dict[str, str]:
+        """``image_key`` and ``label_key`` as keyword arguments of :class:`HubViews` / :class:`HubImages`."""
+        return {"image_key": self.image_key, "label_key": self.label_key}
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(str(i) for i in range(self.num_classes))
+
+    def load(self, split: str) -> Any:
+        """One split through :func:`load_hub_split` (a clear error naming both roads when it fails)."""
+        return load_hub_split(self.name, split, self.offline_hint)
+
+    def arrays(self, split: str) -> ImageArrays:
+        """One split held in memory as uint8 (N, C, H, W) images (small images only: CIFAR, not ImageNet)."""
+        ds = self.load(split)
+        images = np.stack([np.asarray(im) for im in ds[self.image_key]])
+        tensor = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+        return ImageArrays(tensor, torch.as_tensor(ds[self.label_key]), self.classes, f"{self.short_name}-{split}")
+
+
+IMAGENET_1K = HubDataset(IMAGENET, "imagenet-1k", 1000, IMAGENET_OFFLINE, test_split="validation")
+CIFAR10 = HubDataset(
+    "uoft-cs/cifar10",
+    "cifar10",
+    10,
+    "no offline copy of CIFAR-10 ships with the project; the paper preset needs the hub",
+    image_key="img",
+)
+CIFAR100 = HubDataset(
+    "uoft-cs/cifar100",
+    "cifar100",
+    100,
+    "no offline copy of CIFAR-100 ships with the project; the paper preset needs the hub",
+    image_key="img",
+    label_key="fine_label",
+)
 
 
 class HubViews(torch.utils.data.Dataset):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from shared.experiment import ArmResult, Comparison, Experiment, run_experiment
+from shared.experiment import ArmResult, Comparison, Experiment, run_experiment, untrained_arm, with_floor
 from shared.registry import PaperCard
 
 
@@ -87,3 +87,11 @@ def test_comparison_margin_reaches_the_record(tmp_path):
     assert comp["margin"] == 0.2 and comp["verdict"] == "reproduced" and rec["verdict"] == "reproduced"
     with pytest.raises(ValueError, match="margin must be"):
         Comparison("x", "a", "b", "acc", margin=-0.1)
+
+
+def test_with_floor_puts_the_untrained_baseline_first():
+    arms = {"a": {"lr": 0.1}, "b": {"lr": 0.2}}
+    floored = with_floor(arms, "b")
+    assert list(floored) == ["untrained", "a", "b"]
+    assert floored["untrained"] == untrained_arm(arms["b"]) == {"lr": 0.2, "untrained": True}
+    assert arms == {"a": {"lr": 0.1}, "b": {"lr": 0.2}}

@@ -20,15 +20,12 @@ from shared.results import read_record
 ROOT = Path(__file__).resolve().parents[2]
 RECORDS = sorted(p for p in (ROOT / "results").glob("*/*.json") if p.stem != "smoke")
 
-# Records whose preset was changed on purpose after they were made (checked before the shared/arms.py
-# refactor: these three, and only these, differed). Each leaves this list once its record is rerun: the test
-# then fails until it is removed, so the list cannot keep a record that matches again.
+# A record listed below must differ from its preset: once it is rerun, the test fails until it is removed,
+# so the list cannot keep a record that matches again.
 RERUN_PENDING = "preset re-budgeted, record rerun pending"
-PENDING_RERUN: dict[str, str] = {
-    "cacr/cpu": RERUN_PENDING,  # 08aa15f: 12 epochs, batch 128; the balanced arms moved to cpu-balanced
-    "hallucinator/cpu": RERUN_PENDING,  # 7a1853a: 4 arms, 16 epochs; official/stop-grad arms to cpu-ablation
-    "swav/cpu": RERUN_PENDING,  # 94eb7ae: 2 arms, 24 epochs; SimCLR and wide-crop arms to cpu-ablation
-}
+PENDING_RERUN: dict[str, str] = {}
+"""Records whose preset changed and whose rerun is still to come: ``"<package>/<preset>": RERUN_PENDING``,
+with a comment naming the commit that changed the preset. Empty: every record matches its preset."""
 
 
 def as_json(config: Any) -> Any:

@@ -1,6 +1,6 @@
 """Calibration of the scenes' classification view: untrained floor, SimCLR, supervised ceiling.
 
-    python benchmarks/scenes_calibration.py [--measure floor simclr supervised] [--epochs 12] ...
+    python benchmarks/scenes_calibration.py [--measure floor simclr supervised] [--epochs 20] [--threads 1] ...
 
 All three score the same 4-layer ConvNet (``build_backbone("convnet", 3)``) by weighted kNN top-1
 (k=200, T=0.1; ``shared.evaluation.knn_evaluator``) on the view's test split (seed 1), with the
@@ -26,6 +26,7 @@ import platform
 import tempfile
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -121,6 +122,7 @@ def measure(kind: str, args: argparse.Namespace, view: ClassificationView) -> di
                 evaluate=evaluate,
                 desc=kind,
             )
+            out["precision"] = json.loads((Path(run_dir) / "run_stats.json").read_text())["precision"]
         out.update(result.final_metrics())
         out["final_loss"] = result.history[-1]["loss"] if result.history else None
         if kind == "supervised":
@@ -154,14 +156,19 @@ def main() -> None:
     )
     parser.add_argument("--train-per-class", type=int, default=1000, help="training images (and kNN bank) per class")
     parser.add_argument("--test-per-class", type=int, default=250, help="test images per class")
-    parser.add_argument("--epochs", type=int, default=12, help="SimCLR epochs")
-    parser.add_argument("--epochs-supervised", type=int, default=8, help="supervised epochs")
+    parser.add_argument("--epochs", type=int, default=20, help="SimCLR epochs")
+    parser.add_argument("--epochs-supervised", type=int, default=20, help="supervised epochs")
     parser.add_argument("--batch-size", type=int, default=256, help="batch size of both trainings")
     parser.add_argument("--temperature", type=float, default=0.1, help="InfoNCE temperature")
     parser.add_argument("--seed", type=int, default=0, help="initialisation and batch-order seed")
     parser.add_argument("--view", default="{}", help="ClassificationView fields as JSON, e.g. '{\"clutter\": [0, 2]}'")
     parser.add_argument("--out", default=None, help="append the JSON lines to this file")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's; 1 on a shared, busy machine)"
+    )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     view = ClassificationView.from_dict(json.loads(args.view))
     for kind in args.measure:
         line = json.dumps(measure(kind, args, view))

@@ -15,7 +15,7 @@ from shared.data.shapes import make_shapes
 FASHION_MNIST_28 = dict(data="fashion_mnist", image_size=28, channels=1, mean=(0.2860,), std=(0.3530,))
 SHAPES_RGB = dict(data="shapes", channels=3, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))  # + image_size
 # the classification view of the procedural scenes (shared/data/SCENES.md): 8 shape classes, 32 px RGB
-SCENES_32 = dict(data="scenes", image_size=32, channels=3, mean=(0.45, 0.43, 0.43), std=(0.25, 0.23, 0.25))
+SCENES_32 = dict(data="scenes", image_size=32, channels=3, mean=(0.47, 0.44, 0.44), std=(0.27, 0.23, 0.26))
 
 
 def small_image_splits(

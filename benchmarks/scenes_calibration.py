@@ -14,9 +14,8 @@ training split (seed 0) as the bank:
   (same optimiser and schedule); also reports the classifier's own test top-1.
 
 Each measurement prints one JSON line with its number, the wall and CPU seconds of its training and
-evaluation (data generation excluded), and the
-settings; ``--out`` appends the lines to a file. ``--view`` overrides fields of the view
-(``ClassificationView``) as JSON, to try other nuisance strengths.
+evaluation (data generation excluded), and the settings; ``--out`` appends the lines to a file.
+``--view`` overrides fields of the view (``ClassificationView``) as JSON, to try other nuisance strengths.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ repro run dcl --preset smoke       # seconds, procedural data
 accelerate launch -m shared.cli run dcl --preset paper   # paper scale, hub data
 repro report [--check]
 repro show dcl
+repro data scenes --gallery out.png    # look at generated data before training on it
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__,
     )
-    sub = p.add_subparsers(dest="command", required=True, metavar="{list,run,report,show}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{list,run,report,show,data}")
 
     sub.add_parser("list", help="every paper: number, name, family, tier, status")
 
@@ -87,7 +88,51 @@ def _parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="a paper's card, presets and recorded results")
     show.add_argument("paper")
     show.add_argument("--results", default=str(DEFAULT_ROOT / "results"), help="results folder")
+    _data_parser(sub)
     return p
+
+
+SCENE_VIEWS = ("scenes", "landslide", "clips", "classification")
+
+
+def _data_parser(sub) -> None:
+    """``repro data scenes [--gallery out.png] [knobs]``: a generated data set, drawn or summarised."""
+    data = sub.add_parser(
+        "data",
+        help="generated data sets: draw a gallery of samples (look before you train)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Generate samples of a procedural data set and draw them with their masks and captions "
+        "(--gallery), or print a summary of the config and the first sample.",
+    )
+    data.add_argument("dataset", choices=("scenes",), help="the generated data set (shared/data/scenes.py)")
+    data.add_argument("--gallery", metavar="OUT.png", default=None, help="write a grid of samples to this PNG file")
+    data.add_argument(
+        "--view",
+        choices=SCENE_VIEWS,
+        default="scenes",
+        help="scenes (image, masks, captions), landslide (height map and landslide mask), clips (moving "
+        "objects, frames and instance masks) or classification (the 32 px view with class labels)",
+    )
+    data.add_argument("--n", type=int, default=8, help="number of samples (clips for --view clips), 1-64")
+    data.add_argument(
+        "--image-size", type=int, default=None, help="side in pixels, 32-128; default 64 (32 for classification)"
+    )
+    data.add_argument("--seed", type=int, default=0, help="generator seed (same seed, same samples)")
+    data.add_argument(
+        "--objects", default=None, help="objects per scene, MIN-MAX or N, within 0-8; default 2-5 (0 for landslide)"
+    )
+    data.add_argument(
+        "--palette", default="standard", help="how the named colours render: standard, muted, pastel or dark"
+    )
+    data.add_argument("--texture", type=float, default=0.0, help="grating over the image, amplitude in [0, 1]")
+    data.add_argument("--noise", type=float, default=0.0, help="std of Gaussian pixel noise, in [0, 0.5]")
+    data.add_argument("--blur", type=float, default=0.0, help="std of a Gaussian blur in pixels, in [0, 4]")
+    data.add_argument("--night", type=float, default=0.0, help="night: darkening, gamma and blue cast, in [0, 1]")
+    data.add_argument("--height", action="store_true", help="add the elevation map (always on for landslide)")
+    data.add_argument(
+        "--caption-noise", type=float, default=0.0, help="fraction of images that carry another image's captions"
+    )
+    data.add_argument("--frames", type=int, default=8, help="frames per clip (--view clips), 2-64")
 
 
 def _cmd_list() -> int:
@@ -184,6 +229,78 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _object_range(text: str | None, default: tuple[int, int]) -> tuple[int, int]:
+    """``--objects`` as (min, max): "2-5" or "3"; a clear error otherwise."""
+    if text is None:
+        return default
+    parts = text.split("-")
+    if len(parts) not in (1, 2) or not all(p.strip().isdigit() for p in parts):
+        raise ValueError(f"--objects must be MIN-MAX or N (e.g. 2-5), got {text!r}")
+    lo, hi = int(parts[0]), int(parts[-1])
+    if not 0 <= lo <= hi <= 8:
+        raise ValueError(f"--objects must satisfy 0 <= MIN <= MAX <= 8, got {text!r}")
+    return lo, hi
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    import torch
+
+    from shared.data import scenes as sc
+    from shared.data import scenes_gallery as gallery
+
+    if not 1 <= args.n <= 64:
+        raise ValueError(f"--n must be in [1, 64], got {args.n}")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be non-negative, got {args.seed}")
+    if args.gallery is not None:
+        gallery.check_output(args.gallery)  # fail before generating anything
+    shift = sc.SceneShift(
+        palette=args.palette, texture=args.texture, noise=args.noise, blur=args.blur, night=args.night
+    )
+    if args.view == "classification":
+        view = sc.ClassificationView(shift=shift)
+        per_class = -(-args.n // len(view.shapes))
+        data = sc.make_scene_classification(per_class, args.image_size or 32, args.seed, view)
+        data = data.take(torch.arange(args.n))
+        if args.gallery is None:
+            print(
+                f"{data.name}: {len(view.shapes)} classes ({', '.join(data.classes)}), label = the main object's shape"
+            )
+            print(f"view: {view}")
+            return 0
+        print(f"wrote {gallery.classification_gallery(data, args.gallery)}")
+        return 0
+    landslide = args.view == "landslide"
+    lo, hi = _object_range(args.objects, (0, 0) if landslide else (2, 5))
+    cfg = sc.SceneConfig(
+        image_size=args.image_size or 64,
+        min_objects=lo,
+        max_objects=hi,
+        height=args.height or landslide,
+        landslide=landslide,
+        caption_noise=args.caption_noise,
+        shift=shift,
+    )
+    if args.view == "clips":
+        clips = sc.make_clips(args.n, args.frames, cfg, args.seed)
+        if args.gallery is None:
+            print(f"{len(clips)} clips of {args.frames} frames, {cfg.image_size} px; config {sc.config_key(cfg)}")
+            return 0
+        print(f"wrote {gallery.clip_gallery(clips, args.gallery)}")
+        return 0
+    scenes = sc.make_scenes(args.n, cfg, args.seed)
+    if args.gallery is not None:
+        print(f"wrote {gallery.scene_gallery(scenes, args.gallery)}")
+        return 0
+    print(f"scenes {cfg.image_size} px, config hash {sc.config_key(cfg)}: {cfg}")
+    print("first sample:")
+    for obj in scenes.object_list(0):
+        print(f"  {obj['size']} {obj['colour']} {obj['shape']} at {obj['position']} (depth {obj['depth']})")
+    for caption in scenes.captions[0]:
+        print(f"  caption: {caption}")
+    return 0
+
+
 def _presets_text(entry) -> str:
     """Each preset with its description and arms (the floor arm and headline comparisons marked)."""
     lines = []
@@ -233,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "report":
             return _cmd_report(args)
+        if args.command == "data":
+            return _cmd_data(args)
         return _cmd_show(args)
     except (UnknownPaperError, ValueError, TypeError, DataUnavailableError, NonFiniteLossError, RecordError) as exc:
         print(f"repro: error: {exc}", file=sys.stderr)

@@ -105,7 +105,7 @@ def scene_gallery(scenes: Scenes, path: str | os.PathLike) -> Path:
         hspace=0.25,
         left=0.02,
         right=0.98,
-        top=1 - 0.55 / height,
+        top=1 - 0.75 / height,
         bottom=0.1 / height,
     )
     for i in range(n):
@@ -128,7 +128,11 @@ def scene_gallery(scenes: Scenes, path: str | os.PathLike) -> Path:
         if noisy:
             lines.append(f"(captions of image {int(scenes.caption_source[i])}: caption noise)")
         text.text(0, 0.5, "\n".join(lines), fontsize=7, va="center", ha="left", family="monospace")
-    fig.suptitle(f"scenes {scenes.config.image_size}px: image, semantic, instance masks and captions", fontsize=9)
+    fig.suptitle(
+        f"scenes {scenes.config.image_size}px: image, semantic, instance masks and captions",
+        fontsize=9,
+        y=1 - 0.12 / height,
+    )
     return _save(fig, path)
 
 

@@ -41,7 +41,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -51,6 +51,7 @@ from shared.data.arrays import ImageArrays
 
 GENERATOR_VERSION = 1  # bump when a change alters the images of an existing config (invalidates caches)
 CHUNK = 256  # images generated together; the unit of determinism
+_T = TypeVar("_T")
 
 SCENE_SHAPES = ("circle", "square", "triangle", "star", "ring", "cross", "heart", "crescent")
 SCENE_COLOURS: dict[str, tuple[float, float, float]] = {
@@ -145,6 +146,19 @@ def _check_names(name: str, values: tuple[str, ...], vocabulary: tuple[str, ...]
         raise ValueError(f"{name} lists a value twice: {values}")
 
 
+def _from_mapping(cls: type[_T], values: Mapping[str, Any], what: str) -> _T:
+    """``cls(**values)`` for a config dataclass: unknown keys are an error, lists become tuples and a
+    ``shift`` mapping becomes a :class:`SceneShift`."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} keys {unknown}; known: {sorted(known)}")
+    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    if isinstance(kw.get("shift"), Mapping):
+        kw["shift"] = SceneShift(**kw["shift"])
+    return cls(**kw)
+
+
 @dataclass(frozen=True)
 class SceneConfig:
     """What a scene holds and how it is drawn (see the module docstring).
@@ -196,14 +210,7 @@ class SceneConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> SceneConfig:
         """From a plain (JSON-like) mapping, e.g. ``asdict(config)`` or a preset's data config."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown scene config keys {unknown}; known: {sorted(known)}")
-        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-        if isinstance(kw.get("shift"), Mapping):
-            kw["shift"] = SceneShift(**kw["shift"])
-        return cls(**kw)
+        return _from_mapping(cls, values, "scene config")
 
 
 def config_key(config: Any, **extra: Any) -> str:
@@ -1024,14 +1031,7 @@ class ClassificationView:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> ClassificationView:
         """From a plain mapping (a preset's ``scene_view``), lists read as tuples."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown classification view keys {unknown}; known: {sorted(known)}")
-        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-        if isinstance(kw.get("shift"), Mapping):
-            kw["shift"] = SceneShift(**kw["shift"])
-        return cls(**kw)
+        return _from_mapping(cls, values, "classification view")
 
 
 def _classification_layout(rng: np.random.Generator, labels: np.ndarray, view: ClassificationView, s: int) -> _Layout:
